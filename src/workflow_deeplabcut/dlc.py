@@ -1,0 +1,580 @@
+"""DeepLabCut 3 (PyTorch engine) adapter: the only module that calls DeepLabCut.
+
+Tables call these functions; nothing here touches the database. ``deeplabcut`` is imported
+lazily, inside the functions that need it, because importing it takes seconds.
+Nothing here downloads weights: training starts from random weights (or a given snapshot)
+unless the caller asks otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ruamel.yaml import YAML
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_CONFIG_KEYS = ("Task", "date", "iteration", "snapshotindex", "TrainingFraction", "scorer")
+#: Training parameters understood by :func:`train` (besides ``shuffle``/``trainingsetindex``).
+TRAINING_OPTIONS = {
+    "net_type": "DeepLabCut network, e.g. 'resnet_50' (default: the project's default_net_type)",
+    "epochs": "number of training epochs",
+    "batch_size": "training batch size",
+    "save_epochs": "save a snapshot every N epochs",
+    "device": "'auto', 'cpu' or 'cuda' (default 'auto')",
+    "backbone": "timm backbone name replacing the net's, e.g. 'resnet10t' (heads resized)",
+    "seed": "random seed for weights and training (default 42)",
+    "init_weights": "'random' (default, offline) or a snapshot .pt path relative to a data root",
+    "pytorch_cfg_updates": "dict of dotted pytorch_config.yaml keys to values",
+}
+SINGLE_INDIVIDUAL = "individual_0"
+RUN_RECORD = ".workflow_dlc_run.json"
+
+
+class DLCConfigError(ValueError):
+    """A DeepLabCut project or its config.yaml is missing, unreadable or incomplete."""
+
+
+class DLCOutputError(ValueError):
+    """DeepLabCut output files are missing, ambiguous or inconsistent."""
+
+
+def _import_deeplabcut():
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import deeplabcut
+
+    return deeplabcut
+
+
+# --------------------------------------------------------------------------- config.yaml
+def config_path_of(project: str | Path) -> Path:
+    """Return the ``config.yaml`` of a project folder (or the path itself if it is a file)."""
+    project = Path(project)
+    return project / "config.yaml" if project.is_dir() else project
+
+
+def read_config(path: str | Path) -> dict:
+    """Read and check a DeepLabCut project's ``config.yaml``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``config.yaml`` or its project folder.
+
+    Returns
+    -------
+    dict
+        The configuration as plain Python objects.
+
+    Raises
+    ------
+    DLCConfigError
+        If the file is missing, is not YAML, or lacks a required key.
+    """
+    path = config_path_of(path)
+    if not path.is_file():
+        raise DLCConfigError(f"DeepLabCut config not found: {path}. Give a project's config.yaml.")
+    try:
+        cfg = YAML(typ="safe", pure=True).load(path.read_text())
+    except Exception as err:  # ruamel raises many parser error types
+        raise DLCConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise DLCConfigError(f"{path} is not a DeepLabCut config (expected a YAML mapping).")
+    missing = [k for k in REQUIRED_CONFIG_KEYS if cfg.get(k) is None]
+    if not body_parts(cfg):
+        missing.append("bodyparts")
+    if missing:
+        raise DLCConfigError(
+            f"{path} lacks the key(s) {missing}; a DeepLabCut config.yaml defines them "
+            "(recreate it with deeplabcut.create_new_project, or add the keys)."
+        )
+    if not isinstance(cfg["TrainingFraction"], list) or not cfg["TrainingFraction"]:
+        raise DLCConfigError(f"{path}: TrainingFraction must be a non-empty list.")
+    return cfg
+
+
+def body_parts(cfg: dict) -> list[str]:
+    """Return the body parts a project tracks (multi-animal: multi + unique parts)."""
+    if cfg.get("multianimalproject"):
+        return list(cfg.get("multianimalbodyparts") or []) + list(cfg.get("uniquebodyparts") or [])
+    parts = cfg.get("bodyparts")
+    return list(parts) if isinstance(parts, list) else []
+
+
+def edit_config(path: str | Path, updates: dict) -> None:
+    """Change top-level keys of a ``config.yaml`` in place, keeping its comments."""
+    path = config_path_of(path)
+    yaml = YAML()
+    data = yaml.load(path.read_text())
+    for key, value in updates.items():
+        data[key] = value
+    with open(path, "w") as fh:
+        yaml.dump(data, fh)
+
+
+def relocate_project(config: str | Path) -> Path:
+    """Make a copied or moved project usable where it now is.
+
+    Rewrites ``project_path`` in ``config.yaml`` (and in every ``pytorch_config.yaml``) when
+    it differs from the folder the file is in.
+
+    Returns
+    -------
+    Path
+        The project's ``config.yaml``.
+    """
+    path = config_path_of(config).resolve()
+    project = path.parent
+    cfg = read_config(path)
+    if str(cfg.get("project_path")) != str(project):
+        logger.info("Project moved: rewriting project_path to %s", project)
+        edit_config(path, {"project_path": str(project)})
+    for model_cfg in project.glob("dlc-models-pytorch/iteration-*/*/train/pytorch_config.yaml"):
+        yaml = YAML()
+        data = yaml.load(model_cfg.read_text())
+        meta = data.get("metadata") or {}
+        if meta.get("project_path") != str(project) or meta.get("pose_config_path") != str(model_cfg):
+            meta["project_path"] = str(project)
+            meta["pose_config_path"] = str(model_cfg)
+            with open(model_cfg, "w") as fh:
+                yaml.dump(data, fh)
+    return path
+
+
+def create_project(
+    task: str, scorer: str, video: str | Path, working_dir: str | Path, *, bodyparts: list[str]
+) -> Path:
+    """Create a single-animal PyTorch DeepLabCut project holding a copy of one video.
+
+    Returns
+    -------
+    Path
+        The new project's ``config.yaml``.
+    """
+    deeplabcut = _import_deeplabcut()
+    config = deeplabcut.create_new_project(
+        task, scorer, [str(video)], working_directory=str(working_dir), copy_videos=True
+    )
+    if config == "nothingcreated" or config is None:
+        raise DLCConfigError(f"DeepLabCut created no project for {video} in {working_dir}.")
+    edit_config(config, {"bodyparts": list(bodyparts), "engine": "pytorch"})
+    return Path(config)
+
+
+# --------------------------------------------------------------------------- models
+def train_fraction(cfg: dict, trainingsetindex: int) -> float:
+    """Return ``TrainingFraction[trainingsetindex]``, with a clear error when out of range."""
+    fractions = cfg["TrainingFraction"]
+    if not 0 <= trainingsetindex < len(fractions):
+        raise DLCConfigError(
+            f"trainingsetindex {trainingsetindex} is out of range: the project's "
+            f"TrainingFraction is {fractions} (indices 0..{len(fractions) - 1})."
+        )
+    return float(fractions[trainingsetindex])
+
+
+def model_folder(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> Path:
+    """Return the absolute folder of one shuffle's PyTorch model."""
+    from deeplabcut.core.engine import Engine
+    from deeplabcut.utils.auxiliaryfunctions import get_model_folder
+
+    relative = get_model_folder(
+        train_fraction(cfg, trainingsetindex), shuffle, cfg, engine=Engine.PYTORCH,
+        modelprefix=modelprefix,
+    )
+    return Path(cfg["project_path"]) / relative
+
+
+def ensure_training_dataset(
+    config: str | Path, shuffle: int, trainingsetindex: int, net_type: str | None = None,
+    modelprefix: str = "",
+) -> Path:
+    """Create the shuffle's training dataset unless it exists.
+
+    Returns
+    -------
+    Path
+        The shuffle's ``train/pytorch_config.yaml``.
+    """
+    path = config_path_of(config)
+    cfg = read_config(path)
+    pytorch_cfg = model_folder(cfg, shuffle, trainingsetindex, modelprefix) / "train" / "pytorch_config.yaml"
+    if pytorch_cfg.exists():
+        return pytorch_cfg
+    deeplabcut = _import_deeplabcut()
+    from deeplabcut.core.engine import Engine
+
+    if not list((path.parent / "labeled-data").glob("*/CollectedData_*.h5")):
+        raise DLCConfigError(
+            f"{path.parent} has no labeled frames (labeled-data/*/CollectedData_*.h5); label "
+            "frames before training."
+        )
+    deeplabcut.create_training_dataset(
+        str(path), Shuffles=[shuffle], net_type=net_type or cfg.get("default_net_type"),
+        engine=Engine.PYTORCH, userfeedback=False,
+    )
+    if not pytorch_cfg.exists():
+        raise DLCConfigError(
+            f"DeepLabCut made no training dataset for shuffle {shuffle} in {path.parent}: check "
+            "that every labeled video is listed in video_sets and its scorer matches config's."
+        )
+    return pytorch_cfg
+
+
+def _backbone_updates(pytorch_cfg: dict, backbone: str) -> dict:
+    """Dotted updates that swap the backbone for a timm model and resize the heads."""
+    import timm
+
+    channels = timm.create_model(backbone, pretrained=False, num_classes=0).num_features
+    updates = {"model.backbone.model_name": backbone, "model.backbone_output_channels": channels}
+    for head, head_cfg in (pytorch_cfg["model"].get("heads") or {}).items():
+        for section in ("heatmap_config", "locref_config"):
+            if section in head_cfg:
+                sizes = list(head_cfg[section]["channels"])
+                sizes[0] = channels
+                updates[f"model.heads.{head}.{section}.channels"] = sizes
+    return updates
+
+
+def _random_init(pytorch_cfg_path: Path, seed: int) -> Path:
+    """Save randomly initialised weights for the configured model (no download)."""
+    import torch
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+    from deeplabcut.pose_estimation_pytorch.models import PoseModel
+
+    model_cfg = read_config_as_dict(pytorch_cfg_path)
+    torch.manual_seed(seed)
+    model = PoseModel.build(model_cfg["model"], pretrained_backbone=False)
+    path = pytorch_cfg_path.parent / f"init-random-seed{seed}.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+def set_dotted(config: dict, key: str, value) -> None:
+    """Set ``config["a"]["b"] = value`` for the dotted key ``"a.b"`` (creating levels)."""
+    *path, last = key.split(".")
+    node = config
+    for part in path:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[last] = value
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run left behind."""
+
+    latest_snapshot: int  # epoch of the newest snapshot
+    snapshot_path: Path
+    snapshotindex: int  # its index in DeepLabCut's snapshot list
+    pytorch_config: dict
+
+
+def list_snapshots(model_dir: Path) -> list[Path]:
+    """Return the pose snapshots of a model folder in DeepLabCut's order (best last)."""
+    from deeplabcut.pose_estimation_pytorch.apis.utils import get_model_snapshots
+    from deeplabcut.pose_estimation_pytorch.task import Task
+
+    train_dir = Path(model_dir) / "train"
+    if not train_dir.exists():
+        return []
+    try:
+        return [s.path for s in get_model_snapshots("all", train_dir, Task.BOTTOM_UP)]
+    except ValueError:
+        return []
+
+
+def snapshot_epoch(path: Path) -> int:
+    """Return the epoch encoded in a snapshot name (``snapshot-050.pt``, ``snapshot-best-050.pt``)."""
+    return int(Path(path).stem.rsplit("-", 1)[-1])
+
+
+def train(
+    config: str | Path, *, shuffle: int, trainingsetindex: int, params: dict,
+    modelprefix: str = "", init_snapshot: Path | None = None,
+) -> TrainingResult:
+    """Train one shuffle of a project (creating its dataset if needed) and point the project at it.
+
+    Parameters
+    ----------
+    config : str or Path
+        The project's ``config.yaml`` (or folder); a moved project is relocated first.
+    shuffle, trainingsetindex : int
+        Which shuffle and training fraction.
+    params : dict
+        Options from :data:`TRAINING_OPTIONS`.
+    modelprefix : str
+        DeepLabCut model prefix.
+    init_snapshot : Path, optional
+        Weights to start from; default random weights (no download).
+
+    Returns
+    -------
+    TrainingResult
+    """
+    path = relocate_project(config)
+    pytorch_cfg_path = ensure_training_dataset(
+        path, shuffle, trainingsetindex, params.get("net_type"), modelprefix
+    )
+    relocate_project(path)
+    deeplabcut = _import_deeplabcut()
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+
+    seed = int(params.get("seed", 42))
+    updates = {"train_settings.seed": seed}
+    if params.get("backbone"):
+        updates |= _backbone_updates(read_config_as_dict(pytorch_cfg_path), params["backbone"])
+    updates |= dict(params.get("pytorch_cfg_updates") or {})
+    # Write the updates first so the random weights are built for the final architecture.
+    pytorch_cfg = read_config_as_dict(pytorch_cfg_path)
+    for key, value in updates.items():
+        set_dotted(pytorch_cfg, key, value)
+    with open(pytorch_cfg_path, "w") as fh:
+        YAML().dump(pytorch_cfg, fh)
+    start = init_snapshot or _random_init(pytorch_cfg_path, seed)
+    deeplabcut.train_network(
+        str(path), shuffle=shuffle, trainingsetindex=trainingsetindex, modelprefix=modelprefix,
+        device=params.get("device", "auto"), epochs=params.get("epochs"),
+        batch_size=params.get("batch_size"), save_epochs=params.get("save_epochs"),
+        snapshot_path=str(start), pytorch_cfg_updates=updates,
+    )
+    snapshots = list_snapshots(pytorch_cfg_path.parent.parent)
+    regular = [s for s in snapshots if "best" not in s.stem]
+    if not regular:
+        raise DLCOutputError(f"Training left no snapshot in {pytorch_cfg_path.parent}.")
+    latest = max(regular, key=snapshot_epoch)
+    index = snapshots.index(latest)
+    edit_config(path, {"snapshotindex": index})
+    return TrainingResult(snapshot_epoch(latest), latest, index, read_config_as_dict(pytorch_cfg_path))
+
+
+def scorer_name(
+    cfg: dict, shuffle: int, trainingsetindex: int, snapshotindex: int, modelprefix: str = ""
+) -> str:
+    """Return DeepLabCut's scorer name for a shuffle and snapshot (as in its output files)."""
+    from deeplabcut.pose_estimation_pytorch.apis.utils import get_scorer_name
+
+    return get_scorer_name(
+        cfg, shuffle, train_fraction(cfg, trainingsetindex), snapshot_index=snapshotindex,
+        modelprefix=modelprefix,
+    )
+
+
+def resolve_snapshot(cfg: dict, shuffle: int, trainingsetindex: int, snapshotindex: int,
+                     modelprefix: str = "") -> Path:
+    """Return the snapshot file that ``snapshotindex`` selects (-1: the last one)."""
+    snapshots = list_snapshots(model_folder(cfg, shuffle, trainingsetindex, modelprefix))
+    if not snapshots:
+        raise DLCConfigError(
+            f"Shuffle {shuffle} (trainingsetindex {trainingsetindex}) of {cfg['project_path']} "
+            "has no trained snapshot; train it first (train.ModelTraining)."
+        )
+    try:
+        return snapshots[snapshotindex]
+    except IndexError:
+        raise DLCConfigError(
+            f"snapshotindex {snapshotindex} is out of range: shuffle {shuffle} has "
+            f"{len(snapshots)} snapshot(s) ({[s.name for s in snapshots]})."
+        ) from None
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate(config: str | Path, *, shuffle: int, trainingsetindex: int, snapshotindex: int,
+             modelprefix: str = "", device: str = "cpu") -> dict:
+    """Run DeepLabCut's evaluation of one snapshot and read its results.
+
+    Returns
+    -------
+    dict
+        ``train_iterations`` (epochs), ``train_error``, ``test_error``, ``p_cutoff``,
+        ``train_error_p``, ``test_error_p`` (pixels), from the newest results file.
+    """
+    path = relocate_project(config)
+    cfg = read_config(path)
+    snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
+    deeplabcut = _import_deeplabcut()
+    deeplabcut.evaluate_network(
+        str(path), shuffles=[shuffle], trainingsetindex=trainingsetindex, modelprefix=modelprefix,
+        snapshots_to_evaluate=[snapshot.stem], device=device,
+    )
+    return read_evaluation(path.parent, cfg, shuffle, trainingsetindex, snapshot)
+
+
+def read_evaluation(project: Path, cfg: dict, shuffle: int, trainingsetindex: int,
+                    snapshot: Path) -> dict:
+    """Read one snapshot's row from the newest ``*-results.csv`` of the project's evaluations."""
+    folder = Path(project) / "evaluation-results-pytorch" / f"iteration-{cfg['iteration']}"
+    files = sorted(folder.glob("*-results.csv"), key=lambda f: f.stat().st_mtime_ns)
+    if not files:
+        raise DLCOutputError(f"No evaluation results in {folder}; did evaluation run?")
+    table = pd.read_csv(files[-1])
+    table.columns = [c.strip() for c in table.columns]
+    fraction = train_fraction(cfg, trainingsetindex)
+    fraction_col = table.columns[0]  # "%Training dataset" in DeepLabCut 3.0
+    rows = table[
+        (table["Shuffle number"] == shuffle)
+        & np.isclose(table[fraction_col], fraction)
+        & (table["Training epochs"] == snapshot_epoch(snapshot))
+    ]
+    if rows.empty:
+        raise DLCOutputError(f"{files[-1]} has no row for shuffle {shuffle}, {snapshot.name}.")
+    row = rows.iloc[-1]
+    pcut = [c for c in table.columns if c.startswith("train rmse_pcutoff")]
+
+    def value(col):
+        return float(row[col]) if col in row and pd.notna(row[col]) else None
+
+    return {
+        "train_iterations": int(row["Training epochs"]),
+        "train_error": value("train rmse"),
+        "test_error": value("test rmse"),
+        "p_cutoff": float(cfg.get("pcutoff", 0.6)),
+        "train_error_p": value(pcut[0]) if pcut else value("train rmse_pcutoff"),
+        "test_error_p": value("test rmse_pcutoff"),
+    }
+
+
+# --------------------------------------------------------------------------- inference
+def run_signature(config_template: dict, snapshot: Path, videos: list[Path], params: dict) -> str:
+    """Hash everything that determines an inference run's outputs."""
+    parts = {
+        "config": config_template,
+        "snapshot": [str(snapshot), snapshot.stat().st_size, snapshot.stat().st_mtime_ns],
+        "videos": [[str(v), v.stat().st_size, v.stat().st_mtime_ns] for v in videos],
+        "params": params,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def analyze(config: str | Path, videos: list[Path], output_dir: Path, *, shuffle: int,
+            trainingsetindex: int, snapshotindex: int, modelprefix: str = "",
+            params: dict | None = None) -> bool:
+    """Run DeepLabCut inference on videos into ``output_dir``, unless unchanged inputs ran before.
+
+    A record of the inputs (``.workflow_dlc_run.json``) is written next to the outputs; when
+    it matches and the outputs exist, DeepLabCut is not run again.
+
+    Returns
+    -------
+    bool
+        True if DeepLabCut ran, False if earlier outputs were reused.
+    """
+    params = dict(params or {})
+    path = relocate_project(config)
+    cfg = read_config(path)
+    snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
+    signature = run_signature(cfg | {"project_path": None}, snapshot, videos, params)
+    record = output_dir / RUN_RECORD
+    if record.exists() and json.loads(record.read_text()).get("signature") == signature:
+        try:
+            find_outputs(output_dir, [v.stem for v in videos])
+            return False
+        except DLCOutputError:
+            pass
+    output_dir.mkdir(parents=True, exist_ok=True)
+    deeplabcut = _import_deeplabcut()
+    previous = cfg["snapshotindex"]
+    edit_config(path, {"snapshotindex": snapshotindex})
+    try:
+        deeplabcut.analyze_videos(
+            str(path), [str(v) for v in videos], shuffle=shuffle,
+            trainingsetindex=trainingsetindex, modelprefix=modelprefix, destfolder=str(output_dir),
+            overwrite=True, **params,
+        )
+    finally:
+        edit_config(path, {"snapshotindex": previous})
+    record.write_text(json.dumps({"signature": signature, "snapshot": snapshot.name}, indent=1))
+    return True
+
+
+@dataclass
+class PoseOutput:
+    """DeepLabCut outputs of one recording, read into arrays.
+
+    ``positions`` maps ``(individual, body_part)`` to a dict of equal-length arrays
+    ``frame_index``, ``x_pos``, ``y_pos``, ``likelihood`` (and ``z_pos`` for 3D).
+    """
+
+    scorer: str
+    nframes: int
+    fps: float | None
+    positions: dict
+    h5_files: list[Path]
+
+    @property
+    def body_parts(self) -> set[str]:
+        """The body parts present in the outputs."""
+        return {bp for _, bp in self.positions}
+
+
+def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
+    """Return one DeepLabCut ``.h5`` per video, in the videos' order."""
+    found = []
+    for stem in video_stems:
+        candidates = [
+            p for p in Path(output_dir).glob(f"{stem}DLC*.h5")
+            if not p.stem.endswith(("_filtered", "_skeleton")) and "_full" not in p.stem
+        ]
+        if not candidates:
+            raise DLCOutputError(
+                f"No DeepLabCut output {stem}DLC*.h5 in {output_dir}; run the task in 'trigger' "
+                "mode, or put analyze_videos outputs there."
+            )
+        if len(candidates) > 1:
+            raise DLCOutputError(
+                f"Several DeepLabCut outputs for {stem} in {output_dir}: "
+                f"{sorted(p.name for p in candidates)}. Keep one per video."
+            )
+        found.append(candidates[0])
+    return found
+
+
+def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
+    """Read the DeepLabCut outputs of a recording's videos (concatenated in order).
+
+    Parameters
+    ----------
+    output_dir : Path
+        Folder holding ``<stem>DLC_*.h5`` files (and their ``_meta.pickle``).
+    video_stems : list of str
+        The recording's video file stems, in order.
+
+    Returns
+    -------
+    PoseOutput
+    """
+    files = find_outputs(output_dir, video_stems)
+    frames = [pd.read_hdf(f) for f in files]
+    scorers = {df.columns.get_level_values(0)[0] for df in frames}
+    if len(scorers) != 1:
+        raise DLCOutputError(f"Outputs in {output_dir} come from several scorers {sorted(scorers)}.")
+    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    fps = None
+    meta = files[0].with_name(files[0].stem + "_meta.pickle")
+    if meta.exists():
+        with open(meta, "rb") as fh:
+            fps = (pickle.load(fh).get("data") or {}).get("fps")
+    columns = data.columns
+    levels = list(columns.names)
+    values = data.to_numpy()
+    n = len(data)
+    frame_index = np.arange(n, dtype=np.int64)
+    positions: dict = {}
+    for col, name in enumerate(columns):
+        named = dict(zip(levels, name, strict=True))
+        individual = named.get("individuals", SINGLE_INDIVIDUAL)
+        key = (individual, named["bodyparts"])
+        entry = positions.setdefault(key, {"frame_index": frame_index})
+        coord = {"x": "x_pos", "y": "y_pos", "z": "z_pos", "likelihood": "likelihood"}[named["coords"]]
+        entry[coord] = np.ascontiguousarray(values[:, col], dtype=np.float64)
+    return PoseOutput(scorers.pop(), n, float(fps) if fps else None, positions, files)

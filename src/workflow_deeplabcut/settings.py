@@ -1,0 +1,273 @@
+"""Workflow settings: schema prefix, data roots, embedded-database folder.
+
+Each setting is read, first match wins, from
+
+1. :func:`configure` called at run time;
+2. an environment variable (``WORKFLOW_DLC_*``, table below);
+3. the ``"workflow_deeplabcut"`` object of the ``datajoint.json`` DataJoint found;
+4. a default under the per-user data folder (``platformdirs.user_data_path``).
+
+=====================  ===============================  ===========================================
+setting                environment variable             default
+=====================  ===============================  ===========================================
+``prefix``             ``WORKFLOW_DLC_PREFIX``          ``"workflow_dlc_"``
+``root_data_dirs``     ``WORKFLOW_DLC_ROOT_DATA_DIR``   ``<data home>/data`` (``os.pathsep`` list)
+``processed_data_dir`` ``WORKFLOW_DLC_PROCESSED_DIR``   ``<data home>/processed``
+``store_dir``          ``WORKFLOW_DLC_STORE_DIR``       ``<processed_data_dir>/datajoint-store``
+``embedded_dir``       ``WORKFLOW_DLC_EMBEDDED_DIR``    ``<data home>/pgdata``
+``database``           ``WORKFLOW_DLC_DATABASE``        ``auto``: embedded unless DataJoint is
+                                                        configured (``DJ_HOST`` or a host in
+                                                        ``datajoint.json``); or ``embedded``/
+                                                        ``server``
+=====================  ===============================  ===========================================
+
+Every path stored in the pipeline is relative to one of the roots (the raw roots, then the
+processed root). :func:`find_full_path` and :func:`to_relative` convert, and refuse any path
+that resolves outside the roots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import platformdirs
+
+ENV_VARS = {
+    "prefix": "WORKFLOW_DLC_PREFIX",
+    "root_data_dirs": "WORKFLOW_DLC_ROOT_DATA_DIR",
+    "processed_data_dir": "WORKFLOW_DLC_PROCESSED_DIR",
+    "store_dir": "WORKFLOW_DLC_STORE_DIR",
+    "embedded_dir": "WORKFLOW_DLC_EMBEDDED_DIR",
+    "database": "WORKFLOW_DLC_DATABASE",
+}
+CONFIG_SECTION = "workflow_deeplabcut"
+DATABASE_MODES = ("auto", "embedded", "server")
+
+
+class PathOutsideRootsError(ValueError):
+    """A path resolves outside every configured data root."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved workflow settings (see the module docstring for their sources)."""
+
+    prefix: str
+    root_data_dirs: tuple[Path, ...]
+    processed_data_dir: Path
+    store_dir: Path
+    embedded_dir: Path
+    database: str = "auto"
+    sources: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def all_roots(self) -> tuple[Path, ...]:
+        """The raw data roots followed by the processed root, without repeats."""
+        roots = list(self.root_data_dirs)
+        if self.processed_data_dir not in roots:
+            roots.append(self.processed_data_dir)
+        return tuple(roots)
+
+
+_overrides: dict = {}
+_cached: Settings | None = None
+
+
+def data_home() -> Path:
+    """Return the per-user folder that holds the default roots and the embedded database."""
+    return platformdirs.user_data_path("workflow-deeplabcut", appauthor=False)
+
+
+def _config_file_section() -> dict:
+    import datajoint as dj
+
+    path = getattr(dj.config, "_config_path", None)
+    if not path:
+        return {}
+    try:
+        section = json.loads(Path(path).read_text()).get(CONFIG_SECTION, {})
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read the '{CONFIG_SECTION}' section of {path}: {err}") from err
+    if not isinstance(section, dict):
+        raise ValueError(f"'{CONFIG_SECTION}' in {path} must be a JSON object, not {section!r}")
+    return section
+
+
+def _paths(value) -> tuple[Path, ...]:
+    if isinstance(value, str | os.PathLike):
+        value = [p for p in str(value).split(os.pathsep) if p]
+    return tuple(Path(p).expanduser().resolve() for p in value)
+
+
+def load_settings() -> Settings:
+    """Resolve every setting from its sources, without caching.
+
+    Returns
+    -------
+    Settings
+        The resolved settings; ``sources`` records where each value came from.
+    """
+    file_section = _config_file_section()
+    raw, sources = {}, {}
+    for name, env in ENV_VARS.items():
+        if name in _overrides:
+            raw[name], sources[name] = _overrides[name], "configure()"
+        elif os.environ.get(env):
+            raw[name], sources[name] = os.environ[env], env
+        elif name in file_section:
+            raw[name], sources[name] = file_section[name], f"datajoint.json:{CONFIG_SECTION}"
+    home = data_home()
+    processed = _paths(raw.get("processed_data_dir", home / "processed"))[0]
+    database = str(raw.get("database", "auto")).lower()
+    if database not in DATABASE_MODES:
+        raise ValueError(
+            f"Unknown database mode {database!r} (from {sources.get('database')}); "
+            f"use one of {', '.join(DATABASE_MODES)}."
+        )
+    return Settings(
+        prefix=str(raw.get("prefix", "workflow_dlc_")),
+        root_data_dirs=_paths(raw.get("root_data_dirs", home / "data")),
+        processed_data_dir=processed,
+        store_dir=_paths(raw.get("store_dir", processed / "datajoint-store"))[0],
+        embedded_dir=_paths(raw.get("embedded_dir", home / "pgdata"))[0],
+        database=database,
+        sources=sources,
+    )
+
+
+def get_settings() -> Settings:
+    """Return the current settings (resolved once, until :func:`configure` is called)."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def configure(**values) -> Settings:
+    """Set settings at run time; they take precedence over every other source.
+
+    Parameters
+    ----------
+    **values
+        Any of ``prefix``, ``root_data_dirs``, ``processed_data_dir``, ``store_dir``,
+        ``embedded_dir``, ``database``. ``None`` removes a run-time value.
+
+    Returns
+    -------
+    Settings
+        The new settings.
+
+    Notes
+    -----
+    Call this before importing :mod:`workflow_deeplabcut.pipeline`: the schema prefix and the
+    database are fixed when the pipeline is activated.
+    """
+    global _cached
+    unknown = set(values) - set(ENV_VARS)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {sorted(unknown)}; known: {sorted(ENV_VARS)}")
+    for name, value in values.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
+    _cached = None
+    return get_settings()
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def to_relative(path: str | os.PathLike, roots: tuple[Path, ...] | None = None) -> str:
+    """Express a path relative to the data root that contains it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An absolute path, or one relative to the current directory.
+    roots : tuple of Path, optional
+        Roots to consider; defaults to every configured root.
+
+    Returns
+    -------
+    str
+        The POSIX-style path relative to the first root that contains it.
+
+    Raises
+    ------
+    PathOutsideRootsError
+        If the path is in none of the roots.
+    """
+    roots = roots or get_settings().all_roots
+    full = Path(path).expanduser().resolve()
+    for root in roots:
+        if _within(full, root):
+            return full.relative_to(root).as_posix()
+    raise PathOutsideRootsError(
+        f"{full} is outside the data roots {[str(r) for r in roots]}. Move it under a root, or "
+        f"add its folder to {ENV_VARS['root_data_dirs']} (or the '{CONFIG_SECTION}' section "
+        f"of datajoint.json)."
+    )
+
+
+def find_full_path(relative: str | os.PathLike, roots: tuple[Path, ...] | None = None) -> Path:
+    """Find the absolute path of a root-relative path.
+
+    Parameters
+    ----------
+    relative : str or path-like
+        A path relative to one of the roots (``..`` may not leave the root).
+    roots : tuple of Path, optional
+        Roots to search, in order; defaults to every configured root.
+
+    Returns
+    -------
+    Path
+        The first existing ``root / relative``.
+
+    Raises
+    ------
+    PathOutsideRootsError
+        If the path is absolute or climbs out of its root.
+    FileNotFoundError
+        If it exists under none of the roots.
+    """
+    roots = roots or get_settings().all_roots
+    rel = PurePosixPath(Path(relative).as_posix())
+    if rel.is_absolute():
+        raise PathOutsideRootsError(
+            f"Stored paths are relative to a data root; got the absolute path {relative}. "
+            "Pass it through workflow_deeplabcut.settings.to_relative() first."
+        )
+    for root in roots:
+        candidate = (root / rel).resolve()
+        if not _within(candidate, root):
+            raise PathOutsideRootsError(f"{relative} climbs out of the data root {root}.")
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(
+        f"{relative} was not found under any data root {[str(r) for r in roots]}. Check the "
+        f"path, or the roots ({ENV_VARS['root_data_dirs']}, {ENV_VARS['processed_data_dir']})."
+    )
+
+
+def with_prefix(name: str) -> str:
+    """Return the full schema name for one of the workflow's schemas."""
+    return get_settings().prefix + name
+
+
+__all__ = [
+    "Settings",
+    "PathOutsideRootsError",
+    "configure",
+    "get_settings",
+    "load_settings",
+    "find_full_path",
+    "to_relative",
+    "with_prefix",
+    "data_home",
+]

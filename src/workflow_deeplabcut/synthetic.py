@@ -1,0 +1,214 @@
+"""Deterministic synthetic behaviour data with known ground truth.
+
+The geometry, for every generated video:
+
+- frames are ``size x size`` RGB on a dark, lightly noisy background;
+- body part ``head`` is a red disc (radius ``size/16``) that moves anti-clockwise on a
+  circle of radius ``size/4`` around the frame centre, one turn every ``period`` frames;
+- body part ``tail`` is a green disc (radius ``size/21``) on the same circle, half a turn
+  behind the head;
+- so both parts move at the constant speed ``2*pi*(size/4)/period`` pixels per frame.
+
+A DeepLabCut project made from such a video has ``n_labeled`` labeled frames whose labels
+are the exact ground truth. Nothing is downloaded; the same arguments give the same files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BODY_PARTS = ("head", "tail")
+_COLOURS = {"head": (235, 40, 40), "tail": (40, 235, 40)}
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Parameters of a synthetic video (see the module docstring for the geometry)."""
+
+    n_frames: int = 300
+    size: int = 128
+    fps: float = 30.0
+    period: int = 100
+    seed: int = 0
+
+    @property
+    def radius(self) -> float:
+        """Radius of the circular path, in pixels."""
+        return self.size / 4
+
+    @property
+    def speed(self) -> float:
+        """Speed of each body part, in pixels per frame."""
+        return 2 * math.pi * self.radius / self.period
+
+
+def ground_truth(spec: SyntheticSpec) -> pd.DataFrame:
+    """Return the true position of every body part in every frame.
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The video's parameters.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by frame, with columns ``(bodypart, coord)`` for coords ``x`` and ``y``.
+    """
+    t = np.arange(spec.n_frames)
+    centre = (spec.size - 1) / 2
+    columns = {}
+    for i, part in enumerate(BODY_PARTS):
+        angle = 2 * np.pi * t / spec.period - i * np.pi
+        columns[(part, "x")] = centre + spec.radius * np.cos(angle)
+        columns[(part, "y")] = centre - spec.radius * np.sin(angle)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(spec.n_frames, name="frame"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["bodyparts", "coords"])
+    return frame
+
+
+def render_frames(spec: SyntheticSpec) -> np.ndarray:
+    """Render the video frames.
+
+    Parameters
+    ----------
+    spec : SyntheticSpec
+        The video's parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` array of shape ``(n_frames, size, size, 3)``.
+    """
+    rng = np.random.default_rng(spec.seed)
+    truth = ground_truth(spec)
+    yy, xx = np.mgrid[0 : spec.size, 0 : spec.size]
+    frames = rng.integers(10, 40, size=(spec.n_frames, spec.size, spec.size, 3), dtype=np.uint8)
+    radii = {"head": spec.size / 16, "tail": spec.size / 21}
+    for f in range(spec.n_frames):
+        for part in BODY_PARTS:
+            x, y = truth.at[f, (part, "x")], truth.at[f, (part, "y")]
+            disc = (xx - x) ** 2 + (yy - y) ** 2 <= radii[part] ** 2
+            frames[f][disc] = _COLOURS[part]
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """Write frames to an MP4 file with PyAV (MPEG-4 Part 2, near-lossless quality).
+
+    Parameters
+    ----------
+    path : Path
+        Output file; its parent directory must exist.
+    frames : numpy.ndarray
+        ``uint8`` frames of shape ``(n, height, width, 3)``.
+    fps : float
+        Frame rate; fractional rates such as 29.97 are kept exactly as a fraction.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import fractions
+
+    import av
+
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qscale": "2"}
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_video(directory: Path, spec: SyntheticSpec, name: str = "synthetic") -> Path:
+    """Render and write a synthetic video, plus ``<name>_truth.csv`` with the ground truth.
+
+    Parameters
+    ----------
+    directory : Path
+        Folder to write into (created if missing).
+    spec : SyntheticSpec
+        The video's parameters.
+    name : str
+        File stem.
+
+    Returns
+    -------
+    Path
+        The video file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ground_truth(spec).to_csv(directory / f"{name}_truth.csv")
+    return write_video(directory / f"{name}.mp4", render_frames(spec), spec.fps)
+
+
+def make_dlc_project(
+    directory: Path,
+    spec: SyntheticSpec | None = None,
+    *,
+    task: str = "synthetic",
+    scorer: str = "truth",
+    n_labeled: int = 20,
+) -> Path:
+    """Create a DeepLabCut project around a synthetic video, with labeled frames.
+
+    The project's ``labeled-data`` holds ``n_labeled`` evenly spaced frames labeled with the
+    exact ground truth, in DeepLabCut's ``CollectedData_<scorer>.h5`` layout.
+
+    Parameters
+    ----------
+    directory : Path
+        Working directory; the project folder is created inside it.
+    spec : SyntheticSpec, optional
+        The video's parameters (defaults to ``SyntheticSpec()``).
+    task, scorer : str
+        DeepLabCut project task and scorer names.
+    n_labeled : int
+        How many frames to label.
+
+    Returns
+    -------
+    Path
+        The project's ``config.yaml``.
+    """
+    from PIL import Image
+
+    from . import dlc
+
+    spec = spec or SyntheticSpec()
+    directory = Path(directory)
+    video = make_video(directory / "videos", spec)
+    config_path = dlc.create_project(task, scorer, video, directory, bodyparts=list(BODY_PARTS))
+    project = config_path.parent
+    frames = render_frames(spec)
+    truth = ground_truth(spec)
+    label_dir = project / "labeled-data" / video.stem
+    label_dir.mkdir(parents=True, exist_ok=True)
+    picked = np.linspace(0, spec.n_frames - 1, n_labeled).round().astype(int)
+    index = []
+    for f in picked:
+        name = f"img{f:04d}.png"
+        Image.fromarray(frames[f]).save(label_dir / name)
+        index.append(("labeled-data", video.stem, name))
+    columns = pd.MultiIndex.from_product(
+        [[scorer], list(BODY_PARTS), ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+    )
+    labels = pd.DataFrame(
+        truth.loc[picked].to_numpy(), index=pd.MultiIndex.from_tuples(index), columns=columns
+    )
+    labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    return config_path
