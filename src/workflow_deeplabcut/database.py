@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,37 @@ logger = logging.getLogger(__name__)
 #: Name of the DataJoint store that holds pose arrays (``<npy@workflow_dlc>``).
 STORE = "workflow_dlc"
 EMBEDDED_USER = "postgres"
+
+
+_PG_CAST = re.compile(r"^'(?P<value>(?:[^']|'')*)'::[\w .\"\[\]]+$")
+
+
+def _patch_postgres_defaults() -> None:
+    """Report PostgreSQL column defaults as declared (work around DataJoint 2.3.5).
+
+    PostgreSQL reports a string default as ``'pytorch'::character varying``; DataJoint 2.3.5
+    shows that text verbatim in ``heading`` and ``describe()`` (and re-declares it in
+    ``alter``). This strips the cast so ``engine="pytorch"`` reads back as declared.
+    ``tests/test_database.py`` checks the patch is still needed and still works.
+    """
+    from datajoint.adapters.postgres import PostgreSQLAdapter
+
+    original = PostgreSQLAdapter.parse_column_info
+    if getattr(original, "_workflow_dlc_patched", False):
+        return
+
+    def parse_column_info(self, row):
+        info = original(self, row)
+        match = _PG_CAST.match(info.get("default") or "")
+        if match:
+            info["default"] = match["value"].replace("''", "'")
+        return info
+
+    parse_column_info._workflow_dlc_patched = True
+    PostgreSQLAdapter.parse_column_info = parse_column_info
+
+
+_patch_postgres_defaults()
 
 
 class DatabaseUnreachableError(ConnectionError):

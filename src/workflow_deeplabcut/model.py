@@ -1,0 +1,541 @@
+"""Schema ``model``: video recordings, DeepLabCut models, evaluation and pose estimation."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+
+import datajoint as dj
+import numpy as np
+import pandas as pd
+
+from . import dlc, session, video
+from .database import STORE
+from .settings import find_full_path, get_settings, to_relative
+
+schema = dj.Schema()
+
+
+def _config_dict(dlc_config) -> tuple[dict, Path]:
+    """Read a config.yaml path (file or folder) into a checked dict and its project folder."""
+    if isinstance(dlc_config, dict):
+        if not dlc_config.get("project_path"):
+            raise dlc.DLCConfigError("A config dict needs 'project_path'; or pass the config.yaml path.")
+        path = dlc.config_path_of(dlc_config["project_path"])
+        return dlc.read_config(path) | dlc_config, path.parent
+    path = dlc.config_path_of(Path(dlc_config).expanduser().resolve())
+    return dlc.read_config(path), path.parent
+
+
+def _one_key(table, key: dict) -> dict:
+    """Return the primary key of the one row of ``table`` that ``key`` matches."""
+    keys = (table & key).keys()
+    if len(keys) != 1:
+        raise ValueError(
+            f"{table.__name__} has {len(keys)} rows matching {key}; give a key that matches one."
+        )
+    return keys[0]
+
+
+@schema
+class VideoRecording(dj.Manual):
+    definition = """
+    -> session.Session
+    recording_id: int32
+    ---
+    -> lab.Device
+    """
+
+    class File(dj.Part):
+        definition = """
+        -> master
+        file_id: int32
+        ---
+        file_path: varchar(255)  # filepath of video, relative to root data directory
+        """
+
+    @classmethod
+    def insert_recording(cls, session_key: dict, recording_id: int, device: str,
+                         files: list[str | Path]) -> dict:
+        """Insert a recording and its files in one transaction, after checking every file.
+
+        Parameters
+        ----------
+        session_key : dict
+            Primary key of a ``session.Session``.
+        recording_id : int
+            Recording number within the session.
+        device : str
+            A ``lab.Device``.
+        files : list of str or Path
+            Video files, absolute or relative to a data root, in playing order.
+
+        Returns
+        -------
+        dict
+            The recording's primary key.
+        """
+        key = {**_one_key(session.Session, session_key), "recording_id": recording_id}
+        relative = []
+        for file in files:
+            path = Path(file)
+            rel = to_relative(path) if path.is_absolute() else Path(file).as_posix()
+            video.probe(find_full_path(rel))  # a clear error now beats a failed populate later
+            relative.append(rel)
+        if not relative:
+            raise ValueError(f"Recording {key} needs at least one video file.")
+        if cls & key:
+            raise dj.errors.DuplicateError(
+                f"Recording {key} already exists; use another recording_id or delete it first."
+            )
+        with cls.connection.transaction:
+            cls.insert1({**key, "device": device})
+            cls.File.insert([{**key, "file_id": i, "file_path": p} for i, p in enumerate(relative)])
+        return key
+
+    @classmethod
+    def video_paths(cls, key: dict) -> list[Path]:
+        """Return the absolute paths of a recording's files, in file_id order."""
+        rows = sorted((cls.File & key).to_dicts(), key=lambda r: r["file_id"])
+        return [find_full_path(r["file_path"]) for r in rows]
+
+
+@schema
+class RecordingInfo(dj.Imported):
+    definition = """
+    -> VideoRecording
+    ---
+    px_height: int32  # frame height in pixels
+    px_width: int32  # frame width in pixels
+    nframes: int32  # frames in all files of the recording
+    fps: float64  # frames per second (29.97 stays 29.97)
+    recording_datetime=null: datetime  # the container's creation time (UTC), if recorded
+    recording_duration: float64  # seconds
+    """
+
+    @property
+    def key_source(self):
+        """Recordings that have files."""
+        return VideoRecording & VideoRecording.File
+
+    def make(self, key):
+        """Probe the recording's files and store their combined properties."""
+        self.insert1({**key, **video.probe_recording(VideoRecording.video_paths(key))})
+
+
+@schema
+class BodyPart(dj.Lookup):
+    definition = """
+    body_part: varchar(32)
+    ---
+    body_part_description="": varchar(1000)
+    """
+
+    @classmethod
+    def extract_new_body_parts(cls, dlc_config, verbose: bool = True) -> list[str]:
+        """Return the body parts of a DLC config that the table does not hold yet."""
+        cfg = dlc_config if isinstance(dlc_config, dict) else dlc.read_config(dlc_config)
+        known = {k["body_part"] for k in cls.keys()}
+        new = [bp for bp in dlc.body_parts(cfg) if bp not in known]
+        if verbose:
+            print(f"Existing body parts: {sorted(known)}\nNew body parts: {new}")
+        return new
+
+    @classmethod
+    def insert_from_config(cls, dlc_config, descriptions: list[str] | None = None) -> list[str]:
+        """Insert the new body parts of a DLC config; return them."""
+        new = cls.extract_new_body_parts(dlc_config, verbose=False)
+        descriptions = descriptions or [""] * len(new)
+        if len(descriptions) != len(new):
+            raise ValueError(f"Got {len(descriptions)} descriptions for {len(new)} new body parts {new}.")
+        cls.insert(
+            [{"body_part": b, "body_part_description": d} for b, d in zip(new, descriptions, strict=True)]
+        )
+        return new
+
+
+@schema
+class Model(dj.Manual):
+    definition = """
+    model_name: varchar(64)  # user-friendly model name
+    ---
+    task: varchar(32)  # task in the config yaml
+    date: varchar(16)  # date in the config yaml
+    iteration: int32  # iteration/version of this model
+    snapshotindex: int32  # which snapshot for prediction (resolved at registration, >= 0)
+    shuffle: int32  # which shuffle of the training dataset
+    trainingsetindex: int32  # which training set fraction to generate model
+    engine="pytorch": varchar(16)  # DeepLabCut engine
+    scorer: varchar(255)  # scorer/network name - DLC's get_scorer_name()
+    config_template: <blob>  # dictionary of the config for analyze_videos()
+    project_path: varchar(255)  # DLC's project_path in config relative to root
+    model_prefix="": varchar(32)
+    model_description="": varchar(1000)
+    -> [nullable] train.TrainingParamSet
+    unique index (project_path, task, date, iteration, shuffle, snapshotindex, trainingsetindex, engine, model_prefix)
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> BodyPart
+        """
+
+    @classmethod
+    def insert_new_model(
+        cls, model_name: str, dlc_config, *, shuffle: int, trainingsetindex: int,
+        model_description: str = "", model_prefix: str = "", paramset_idx: int | None = None,
+        prompt: bool = False, params: dict | None = None,
+    ) -> dict:
+        """Register a trained DeepLabCut model, its body parts and its scorer, in one transaction.
+
+        Parameters
+        ----------
+        model_name : str
+            A unique name.
+        dlc_config : str, Path or dict
+            The project's ``config.yaml`` (or folder), or a config dict with ``project_path``.
+        shuffle, trainingsetindex : int
+            Which shuffle and training fraction.
+        model_description, model_prefix : str
+            Free text; DeepLabCut model prefix.
+        paramset_idx : int, optional
+            The ``train.TrainingParamSet`` the model was trained with.
+        prompt : bool
+            Ask for confirmation on stdin before inserting.
+        params : dict, optional
+            Overrides of config values, e.g. ``{"snapshotindex": 2}``.
+
+        Returns
+        -------
+        dict
+            The model's primary key.
+        """
+        cfg, project = _config_dict(dlc_config)
+        cfg = cfg | dict(params or {}) | {"project_path": str(project)}
+        engine = str(cfg.get("engine") or "pytorch")
+        if engine != "pytorch":
+            raise dlc.DLCConfigError(
+                f"{project}: engine '{engine}' is not supported; this workflow runs DeepLabCut's "
+                "PyTorch engine (set engine: pytorch and create a PyTorch shuffle)."
+            )
+        if cls & {"model_name": model_name}:
+            raise dj.errors.DuplicateError(
+                f"A model named {model_name!r} exists already; choose another name or delete it."
+            )
+        snapshots = dlc.list_snapshots(dlc.model_folder(cfg, shuffle, trainingsetindex, model_prefix))
+        snapshot = dlc.resolve_snapshot(cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix)
+        snapshotindex = snapshots.index(snapshot)
+        row = {
+            "model_name": model_name, "task": cfg["Task"], "date": str(cfg["date"]),
+            "iteration": int(cfg["iteration"]), "snapshotindex": snapshotindex,
+            "shuffle": shuffle, "trainingsetindex": trainingsetindex, "engine": engine,
+            "scorer": dlc.scorer_name(cfg, shuffle, trainingsetindex, snapshotindex, model_prefix),
+            "config_template": cfg | {"snapshotindex": snapshotindex},
+            "project_path": to_relative(project), "model_prefix": model_prefix,
+            "model_description": model_description, "paramset_idx": paramset_idx,
+        }
+        unique = {k: row[k] for k in ("project_path", "task", "date", "iteration", "shuffle",
+                                      "snapshotindex", "trainingsetindex", "engine", "model_prefix")}
+        if cls & unique:
+            other = (cls & unique).keys()[0]["model_name"]
+            raise dj.errors.DuplicateError(
+                f"This DeepLabCut model (shuffle {shuffle}, snapshot {snapshot.name}) is already "
+                f"registered as {other!r}; use that name."
+            )
+        parts = dlc.body_parts(cfg)
+        if prompt:
+            print("\n".join(f"{k}: {v}" for k, v in row.items() if k != "config_template"))
+            print(f"body parts: {parts}")
+            if input("Insert this model? [y/N] ").strip().lower() != "y":
+                print("Nothing inserted.")
+                return {}
+        with cls.connection.transaction:
+            BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
+            cls.insert1(row)
+            cls.BodyPart.insert([{"model_name": model_name, "body_part": bp} for bp in parts])
+        return {"model_name": model_name}
+
+    @classmethod
+    def project_config(cls, key: dict) -> Path:
+        """Return the absolute ``config.yaml`` path of a model's project."""
+        return dlc.config_path_of(find_full_path((cls & key).fetch1("project_path")))
+
+
+@schema
+class ModelEvaluation(dj.Computed):
+    definition = """
+    -> Model
+    ---
+    train_iterations: int32  # training epochs of the evaluated snapshot
+    train_error=null: float64  # train RMSE (px)
+    test_error=null: float64  # test RMSE (px)
+    p_cutoff=null: float64  # likelihood cutoff used
+    train_error_p=null: float64  # train RMSE (px) with p-cutoff
+    test_error_p=null: float64  # test RMSE (px) with p-cutoff
+    """
+
+    def make_fetch(self, key):
+        """Fetch the model's coordinates."""
+        return [(Model & key).fetch1("project_path", "shuffle", "trainingsetindex",
+                                     "snapshotindex", "model_prefix")]
+
+    def make_compute(self, key, model):
+        """Run DeepLabCut's evaluation, outside any transaction."""
+        project_path, shuffle, trainingsetindex, snapshotindex, prefix = model
+        return [dlc.evaluate(
+            dlc.config_path_of(find_full_path(project_path)), shuffle=shuffle,
+            trainingsetindex=trainingsetindex, snapshotindex=snapshotindex, modelprefix=prefix,
+            device="cpu" if not _cuda() else "auto",
+        )]
+
+    def make_insert(self, key, results):
+        """Store the errors."""
+        self.insert1({**key, **results})
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@schema
+class PoseEstimationTask(dj.Manual):
+    definition = """
+    # a video recording to be analysed by a model
+    -> VideoRecording
+    -> Model
+    ---
+    task_mode="load": enum('load', 'trigger')  # load existing outputs, or run DeepLabCut
+    pose_estimation_output_dir="": varchar(255)  # relative to the processed root; "" = inferred
+    pose_estimation_params=null: <blob>  # extra keyword arguments of analyze_videos
+    """
+
+    @classmethod
+    def infer_output_dir(cls, key: dict, relative: bool = False, mkdir: bool = False) -> Path:
+        """Return the default output folder of a task.
+
+        It is ``<processed root>/<subject>/<session_datetime>/recording_<id>/<model_name>``, so
+        it is unique per recording and model.
+        """
+        key = {**_one_key(session.Session, key), "recording_id": key["recording_id"],
+               "model_name": key["model_name"]}
+        stamp = pd.Timestamp(key["session_datetime"]).strftime("%Y%m%d-%H%M%S")
+        model = re.sub(r"[^A-Za-z0-9_.-]+", "-", key["model_name"])
+        rel = Path(str(key["subject"])) / stamp / f"recording_{key['recording_id']}" / model
+        full = get_settings().processed_data_dir / rel
+        if mkdir:
+            full.mkdir(parents=True, exist_ok=True)
+        return rel if relative else full
+
+    @classmethod
+    def output_dir(cls, key: dict) -> Path:
+        """Return the absolute output folder of an existing task (stored or inferred)."""
+        stored = (cls & key).fetch1("pose_estimation_output_dir")
+        if not stored:
+            return cls.infer_output_dir(key)
+        root = get_settings().processed_data_dir
+        full = (root / stored).resolve()
+        to_relative(full, roots=(root,))  # refuses paths that climb out of the root
+        return full
+
+    @classmethod
+    def generate(cls, video_recording_key: dict, model_name: str, *, task_mode: str | None = None,
+                 analyze_videos_params: dict | None = None, output_dir: str | Path | None = None) -> dict:
+        """Insert a pose-estimation task for a recording and a model.
+
+        Parameters
+        ----------
+        video_recording_key : dict
+            A ``VideoRecording`` key.
+        model_name : str
+            A registered ``Model``.
+        task_mode : {'load', 'trigger'}, optional
+            Default: ``load`` when the output folder already holds DeepLabCut outputs for the
+            recording's videos, ``trigger`` otherwise.
+        analyze_videos_params : dict, optional
+            Extra keyword arguments for ``deeplabcut.analyze_videos``.
+        output_dir : str or Path, optional
+            Output folder under the processed root; default :meth:`infer_output_dir`.
+
+        Returns
+        -------
+        dict
+            The task's primary key.
+        """
+        key = {**_one_key(VideoRecording, video_recording_key), "model_name": model_name}
+        if not Model & {"model_name": model_name}:
+            raise ValueError(f"No model named {model_name!r}; register it with Model.insert_new_model.")
+        root = get_settings().processed_data_dir
+        if output_dir is None:
+            rel = ""
+            full = cls.infer_output_dir(key, mkdir=True)
+        else:
+            rel = to_relative(output_dir, roots=(root,))
+            full = root / rel
+        if task_mode is None:
+            stems = [p.stem for p in VideoRecording.video_paths(key)]
+            try:
+                dlc.find_outputs(full, stems)
+                task_mode = "load"
+            except dlc.DLCOutputError:
+                task_mode = "trigger"
+        if task_mode not in ("load", "trigger"):
+            raise ValueError(f"task_mode must be 'load' or 'trigger', not {task_mode!r}.")
+        if analyze_videos_params is not None and not isinstance(analyze_videos_params, dict):
+            raise ValueError("analyze_videos_params must be a dict of analyze_videos arguments.")
+        cls.insert1({**key, "task_mode": task_mode, "pose_estimation_output_dir": rel,
+                     "pose_estimation_params": analyze_videos_params})
+        return key
+
+    insert_estimation_task = generate
+
+
+@schema
+class PoseEstimation(dj.Computed):
+    definition = """
+    -> PoseEstimationTask
+    ---
+    pose_estimation_time: datetime  # when the outputs were written (h5 modification time)
+    output_dir: varchar(255)  # where the outputs are, relative to the processed root
+    scorer: varchar(255)  # the scorer named in the outputs
+    nframes: int32
+    """
+
+    class BodyPartPosition(dj.Part):
+        definition = """
+        # the trajectory of one body part of one individual, over the whole recording
+        -> master
+        individual: varchar(32)  # 'individual_0' in single-animal projects
+        -> Model.BodyPart
+        ---
+        frame_index: <npy@workflow_dlc>  # int64 frame numbers
+        x_pos: <npy@workflow_dlc>  # px
+        y_pos: <npy@workflow_dlc>  # px
+        z_pos=null: <npy@workflow_dlc>  # 3D only
+        likelihood: <npy@workflow_dlc>
+        """
+
+    @property
+    def key_source(self):
+        """Tasks whose recording has been probed (its frame count is needed)."""
+        return PoseEstimationTask & RecordingInfo
+
+    def make_fetch(self, key):
+        """Fetch the task, the model, the videos and the expected frame count."""
+        task = (PoseEstimationTask & key).fetch1()
+        model = (Model & key).fetch1()
+        model.pop("config_template")
+        parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
+        videos = [str(p) for p in VideoRecording.video_paths(key)]
+        nframes = (RecordingInfo & key).fetch1("nframes")
+        return task, model, parts, videos, nframes
+
+    def make_compute(self, key, task, model, parts, videos, nframes):
+        """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction."""
+        output_dir = PoseEstimationTask.output_dir(key)
+        videos = [Path(v) for v in videos]
+        if task["task_mode"] == "trigger":
+            dlc.analyze(
+                dlc.config_path_of(find_full_path(model["project_path"])), videos, output_dir,
+                shuffle=model["shuffle"], trainingsetindex=model["trainingsetindex"],
+                snapshotindex=model["snapshotindex"], modelprefix=model["model_prefix"],
+                params=task["pose_estimation_params"] or {},
+            )
+        out = dlc.read_outputs(output_dir, [v.stem for v in videos])
+        if out.body_parts != set(parts):
+            raise dlc.DLCOutputError(
+                f"The outputs in {output_dir} hold body parts {sorted(out.body_parts)} but model "
+                f"{model['model_name']!r} has {parts}: they come from another model. Remove "
+                "them, or pair the task with the model that made them."
+            )
+        if out.nframes != nframes:
+            raise dlc.DLCOutputError(
+                f"The outputs in {output_dir} have {out.nframes} frames but the recording has "
+                f"{nframes}: they come from other videos. Remove them and run in trigger mode."
+            )
+        made = max(f.stat().st_mtime for f in out.h5_files)
+        master = {
+            "pose_estimation_time": _dt.datetime.fromtimestamp(made).replace(microsecond=0),
+            "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
+            "scorer": out.scorer, "nframes": out.nframes,
+        }
+        positions = [
+            {"individual": individual, "body_part": body_part, **arrays}
+            for (individual, body_part), arrays in sorted(out.positions.items())
+        ]
+        return master, positions
+
+    def make_insert(self, key, master, positions):
+        """Insert the master row and one row per individual and body part."""
+        self.insert1({**key, **master})
+        self.BodyPartPosition.insert([{**key, **row} for row in positions])
+
+    @classmethod
+    def get_trajectory(cls, key: dict, body_parts="all") -> pd.DataFrame:
+        """Return one pose estimation as a DeepLabCut-style DataFrame.
+
+        Parameters
+        ----------
+        key : dict
+            Must identify exactly one ``PoseEstimation``.
+        body_parts : "all" or list of str
+            Which body parts to return.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by frame; columns ``(scorer, bodyparts, coords)`` with coords ``x``, ``y``
+            (``z`` for 3D) and ``likelihood``, and an ``individuals`` level after ``scorer``
+            when the estimation has several individuals. The scorer level is the model name.
+        """
+        matches = (cls & key).keys()
+        if len(matches) != 1:
+            raise ValueError(
+                f"The key {key} matches {len(matches)} pose estimations; give one that "
+                "identifies exactly one (recording and model_name)."
+            )
+        (match,) = matches
+        query = cls.BodyPartPosition & match
+        if body_parts != "all":
+            wanted = [body_parts] if isinstance(body_parts, str) else list(body_parts)
+            known = {r["body_part"] for r in query.keys()}
+            unknown = set(wanted) - known
+            if unknown:
+                raise ValueError(f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}.")
+            query = query & [{"body_part": b} for b in wanted]
+        rows = sorted(query.to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
+        multi = len({r["individual"] for r in rows}) > 1
+        arrays, columns = [], []
+        for row in rows:
+            coords = ["x", "y"] + (["z"] if row["z_pos"] is not None else []) + ["likelihood"]
+            for coord in coords:
+                attr = "likelihood" if coord == "likelihood" else f"{coord}_pos"
+                arrays.append(_load(row[attr]))
+                individual = (row["individual"],) if multi else ()
+                columns.append((match["model_name"], *individual, row["body_part"], coord))
+        names = ["scorer", *(["individuals"] if multi else []), "bodyparts", "coords"]
+        index = _load(rows[0]["frame_index"]) if rows else np.array([], dtype=np.int64)
+        return pd.DataFrame(
+            np.column_stack(arrays) if arrays else np.empty((len(index), 0)),
+            index=pd.Index(index, name="frame_index"),
+            columns=pd.MultiIndex.from_tuples(columns, names=names),
+        )
+
+
+def _load(ref) -> np.ndarray:
+    """Load an ``<npy>`` reference, memory-mapped when the store is a local folder."""
+    if isinstance(ref, np.ndarray):
+        return ref
+    try:
+        return ref.load(mmap_mode="r")
+    except (AttributeError, NotImplementedError, ValueError):
+        return np.asarray(ref)
+
+
+__all__ = [
+    "schema", "VideoRecording", "RecordingInfo", "BodyPart", "Model", "ModelEvaluation",
+    "PoseEstimationTask", "PoseEstimation", "STORE",
+]

@@ -1,0 +1,184 @@
+"""Schema ``train``: DeepLabCut 3 model training inside the pipeline."""
+
+import hashlib
+import json
+
+import datajoint as dj
+
+from . import dlc
+from .settings import find_full_path, to_relative
+
+schema = dj.Schema()
+
+_IGNORED_CONFIG_KEYS = ("project_path", "video_sets")
+
+
+def params_hash(params: dict) -> str:
+    """Return the MD5 of a parameter dict's canonical JSON (key order does not matter)."""
+    return hashlib.md5(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_training_params(params: dict) -> dict:
+    """Check a training parameter set and return it without config-only keys.
+
+    Raises
+    ------
+    ValueError
+        If ``shuffle`` or ``trainingsetindex`` is missing or not an integer, or a key is
+        unknown (the message lists the accepted keys).
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"Training params must be a dict, not {type(params).__name__}.")
+    params = {k: v for k, v in params.items() if k not in _IGNORED_CONFIG_KEYS}
+    for required in ("shuffle", "trainingsetindex"):
+        if required not in params:
+            raise ValueError(
+                f"Training params lack '{required}'; add it, e.g. "
+                "{'shuffle': 1, 'trainingsetindex': 0, ...}."
+            )
+        if isinstance(params[required], bool) or not isinstance(params[required], int):
+            raise ValueError(f"Training param '{required}' must be an integer, got {params[required]!r}.")
+    unknown = set(params) - {"shuffle", "trainingsetindex"} - set(dlc.TRAINING_OPTIONS)
+    if unknown:
+        accepted = "; ".join(f"{k}: {v}" for k, v in dlc.TRAINING_OPTIONS.items())
+        raise ValueError(f"Unknown training param(s) {sorted(unknown)}. Accepted: {accepted}.")
+    return params
+
+
+@schema
+class TrainingParamSet(dj.Lookup):
+    definition = """
+    # parameters of a DeepLabCut training run
+    paramset_idx: int16
+    ---
+    paramset_desc: varchar(128)
+    param_set_hash: char(32)  # MD5 of the canonical JSON of params
+    unique index (param_set_hash)
+    params: <blob>  # shuffle, trainingsetindex and the options of dlc.TRAINING_OPTIONS
+    """
+
+    @classmethod
+    def insert_new_params(cls, paramset_desc: str, params: dict, paramset_idx: int | None = None) -> int:
+        """Insert a parameter set unless the same parameters exist already.
+
+        Parameters
+        ----------
+        paramset_desc : str
+            Description.
+        params : dict
+            Must hold ``shuffle`` and ``trainingsetindex``; other keys from
+            :data:`workflow_deeplabcut.dlc.TRAINING_OPTIONS`.
+        paramset_idx : int, optional
+            Index to use; default one more than the largest.
+
+        Returns
+        -------
+        int
+            The index of the (new or existing) parameter set.
+
+        Raises
+        ------
+        ValueError
+            On invalid params, or when the same params exist under another index, or the
+            index holds other params.
+        """
+        params = check_training_params(params)
+        digest = params_hash(params)
+        existing = (cls & {"param_set_hash": digest}).keys()
+        if existing:
+            found = existing[0]["paramset_idx"]
+            if paramset_idx is None or paramset_idx == found:
+                return found
+            raise ValueError(
+                f"These training params already exist as paramset_idx {found}; reuse it "
+                f"instead of inserting them again as {paramset_idx}."
+            )
+        if paramset_idx is None:
+            paramset_idx = max((k["paramset_idx"] for k in cls.keys()), default=-1) + 1
+        elif cls & {"paramset_idx": paramset_idx}:
+            raise ValueError(
+                f"paramset_idx {paramset_idx} already holds different params; choose another "
+                "index or leave it out to get the next free one."
+            )
+        cls.insert1(
+            {"paramset_idx": paramset_idx, "paramset_desc": paramset_desc,
+             "param_set_hash": digest, "params": params}
+        )
+        return paramset_idx
+
+
+@schema
+class VideoSet(dj.Manual):
+    definition = """
+    # a set of files (labeled data, videos) used to train a model
+    video_set_id: int32
+    """
+
+    class File(dj.Part):
+        definition = """
+        -> master
+        file_id: int32
+        ---
+        file_path: varchar(255)  # relative to a data root
+        """
+
+
+@schema
+class TrainingTask(dj.Manual):
+    definition = """
+    # Specification for a DLC model training instance
+    -> VideoSet
+    -> TrainingParamSet
+    training_id: int32
+    ---
+    model_prefix="": varchar(32)
+    project_path="": varchar(255)  # DLC's project_path in config relative to root
+    """
+
+
+@schema
+class ModelTraining(dj.Computed):
+    definition = """
+    -> TrainingTask
+    ---
+    latest_snapshot: int32  # training epochs of the newest snapshot
+    snapshot_path: varchar(255)  # that snapshot, relative to a data root
+    snapshotindex: int32  # its index in DeepLabCut's snapshot list, now set in config.yaml
+    config_template: <blob>  # the project config after training
+    pytorch_config: <blob>  # the pytorch_config.yaml used
+    """
+
+    def make_fetch(self, key):
+        """Fetch the task, its parameters and its training files."""
+        task = (TrainingTask & key).fetch1()
+        params = (TrainingParamSet & key).fetch1("params")
+        files = sorted(r["file_path"] for r in (VideoSet.File & key).to_dicts())
+        return task["project_path"], task["model_prefix"], params, files
+
+    def make_compute(self, key, project_path, model_prefix, params, files):
+        """Train with DeepLabCut, outside any transaction."""
+        if not project_path:
+            raise ValueError(
+                f"TrainingTask {key} has no project_path; set it to the DLC project folder, "
+                "relative to a data root."
+            )
+        for file in files:
+            find_full_path(file)
+        config = dlc.config_path_of(find_full_path(project_path))
+        init = params.get("init_weights")
+        result = dlc.train(
+            config, shuffle=params["shuffle"], trainingsetindex=params["trainingsetindex"],
+            params=params, modelprefix=model_prefix,
+            init_snapshot=find_full_path(init) if init not in (None, "random") else None,
+        )
+        cfg = dlc.read_config(config) | {"training_filelist_datajoint": files}
+        return (result.latest_snapshot, to_relative(result.snapshot_path), result.snapshotindex,
+                cfg, result.pytorch_config)
+
+    def make_insert(self, key, latest, snapshot_path, snapshotindex, cfg, pytorch_config):
+        """Record the training run."""
+        self.insert1(
+            {**key, "latest_snapshot": latest, "snapshot_path": snapshot_path,
+             "snapshotindex": snapshotindex, "config_template": cfg,
+             "pytorch_config": pytorch_config}
+        )
