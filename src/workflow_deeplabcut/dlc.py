@@ -188,14 +188,20 @@ def model_folder(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: st
     from deeplabcut.utils.auxiliaryfunctions import get_model_folder
 
     relative = get_model_folder(
-        train_fraction(cfg, trainingsetindex), shuffle, cfg, engine=Engine.PYTORCH,
+        train_fraction(cfg, trainingsetindex),
+        shuffle,
+        cfg,
+        engine=Engine.PYTORCH,
         modelprefix=modelprefix,
     )
     return Path(cfg["project_path"]) / relative
 
 
 def ensure_training_dataset(
-    config: str | Path, shuffle: int, trainingsetindex: int, net_type: str | None = None,
+    config: str | Path,
+    shuffle: int,
+    trainingsetindex: int,
+    net_type: str | None = None,
     modelprefix: str = "",
 ) -> Path:
     """Create the shuffle's training dataset unless it exists.
@@ -219,8 +225,11 @@ def ensure_training_dataset(
             "frames before training."
         )
     deeplabcut.create_training_dataset(
-        str(path), Shuffles=[shuffle], net_type=net_type or cfg.get("default_net_type"),
-        engine=Engine.PYTORCH, userfeedback=False,
+        str(path),
+        Shuffles=[shuffle],
+        net_type=net_type or cfg.get("default_net_type"),
+        engine=Engine.PYTORCH,
+        userfeedback=False,
     )
     if not pytorch_cfg.exists():
         raise DLCConfigError(
@@ -300,8 +309,13 @@ def snapshot_epoch(path: Path) -> int:
 
 
 def train(
-    config: str | Path, *, shuffle: int, trainingsetindex: int, params: dict,
-    modelprefix: str = "", init_snapshot: Path | None = None,
+    config: str | Path,
+    *,
+    shuffle: int,
+    trainingsetindex: int,
+    params: dict,
+    modelprefix: str = "",
+    init_snapshot: Path | None = None,
 ) -> TrainingResult:
     """Train one shuffle of a project (creating its dataset if needed) and point the project at it.
 
@@ -343,10 +357,16 @@ def train(
         YAML().dump(pytorch_cfg, fh)
     start = init_snapshot or _random_init(pytorch_cfg_path, seed)
     deeplabcut.train_network(
-        str(path), shuffle=shuffle, trainingsetindex=trainingsetindex, modelprefix=modelprefix,
-        device=params.get("device", "auto"), epochs=params.get("epochs"),
-        batch_size=params.get("batch_size"), save_epochs=params.get("save_epochs"),
-        snapshot_path=str(start), pytorch_cfg_updates=updates,
+        str(path),
+        shuffle=shuffle,
+        trainingsetindex=trainingsetindex,
+        modelprefix=modelprefix,
+        device=params.get("device", "auto"),
+        epochs=params.get("epochs"),
+        batch_size=params.get("batch_size"),
+        save_epochs=params.get("save_epochs"),
+        snapshot_path=str(start),
+        pytorch_cfg_updates=updates,
     )
     snapshots = list_snapshots(pytorch_cfg_path.parent.parent)
     regular = [s for s in snapshots if "best" not in s.stem]
@@ -365,13 +385,17 @@ def scorer_name(
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_scorer_name
 
     return get_scorer_name(
-        cfg, shuffle, train_fraction(cfg, trainingsetindex), snapshot_index=snapshotindex,
+        cfg,
+        shuffle,
+        train_fraction(cfg, trainingsetindex),
+        snapshot_index=snapshotindex,
         modelprefix=modelprefix,
     )
 
 
-def resolve_snapshot(cfg: dict, shuffle: int, trainingsetindex: int, snapshotindex: int,
-                     modelprefix: str = "") -> Path:
+def resolve_snapshot(
+    cfg: dict, shuffle: int, trainingsetindex: int, snapshotindex: int, modelprefix: str = ""
+) -> Path:
     """Return the snapshot file that ``snapshotindex`` selects (-1: the last one)."""
     snapshots = list_snapshots(model_folder(cfg, shuffle, trainingsetindex, modelprefix))
     if not snapshots:
@@ -389,8 +413,15 @@ def resolve_snapshot(cfg: dict, shuffle: int, trainingsetindex: int, snapshotind
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(config: str | Path, *, shuffle: int, trainingsetindex: int, snapshotindex: int,
-             modelprefix: str = "", device: str = "cpu") -> dict:
+def evaluate(
+    config: str | Path,
+    *,
+    shuffle: int,
+    trainingsetindex: int,
+    snapshotindex: int,
+    modelprefix: str = "",
+    device: str = "cpu",
+) -> dict:
     """Run DeepLabCut's evaluation of one snapshot and read its results.
 
     Returns
@@ -404,14 +435,17 @@ def evaluate(config: str | Path, *, shuffle: int, trainingsetindex: int, snapsho
     snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
     deeplabcut = _import_deeplabcut()
     deeplabcut.evaluate_network(
-        str(path), shuffles=[shuffle], trainingsetindex=trainingsetindex, modelprefix=modelprefix,
-        snapshots_to_evaluate=[snapshot.stem], device=device,
+        str(path),
+        shuffles=[shuffle],
+        trainingsetindex=trainingsetindex,
+        modelprefix=modelprefix,
+        snapshots_to_evaluate=[snapshot.stem],
+        device=device,
     )
     return read_evaluation(path.parent, cfg, shuffle, trainingsetindex, snapshot)
 
 
-def read_evaluation(project: Path, cfg: dict, shuffle: int, trainingsetindex: int,
-                    snapshot: Path) -> dict:
+def read_evaluation(project: Path, cfg: dict, shuffle: int, trainingsetindex: int, snapshot: Path) -> dict:
     """Read one snapshot's row from the newest ``*-results.csv`` of the project's evaluations."""
     folder = Path(project) / "evaluation-results-pytorch" / f"iteration-{cfg['iteration']}"
     files = sorted(folder.glob("*-results.csv"), key=lambda f: f.stat().st_mtime_ns)
@@ -456,9 +490,17 @@ def run_signature(config_template: dict, snapshot: Path, videos: list[Path], par
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def analyze(config: str | Path, videos: list[Path], output_dir: Path, *, shuffle: int,
-            trainingsetindex: int, snapshotindex: int, modelprefix: str = "",
-            params: dict | None = None) -> bool:
+def analyze(
+    config: str | Path,
+    videos: list[Path],
+    output_dir: Path,
+    *,
+    shuffle: int,
+    trainingsetindex: int,
+    snapshotindex: int,
+    modelprefix: str = "",
+    params: dict | None = None,
+) -> bool:
     """Run DeepLabCut inference on videos into ``output_dir``, unless unchanged inputs ran before.
 
     A record of the inputs (``.workflow_dlc_run.json``) is written next to the outputs; when
@@ -487,9 +529,14 @@ def analyze(config: str | Path, videos: list[Path], output_dir: Path, *, shuffle
     edit_config(path, {"snapshotindex": snapshotindex})
     try:
         deeplabcut.analyze_videos(
-            str(path), [str(v) for v in videos], shuffle=shuffle,
-            trainingsetindex=trainingsetindex, modelprefix=modelprefix, destfolder=str(output_dir),
-            overwrite=True, **params,
+            str(path),
+            [str(v) for v in videos],
+            shuffle=shuffle,
+            trainingsetindex=trainingsetindex,
+            modelprefix=modelprefix,
+            destfolder=str(output_dir),
+            overwrite=True,
+            **params,
         )
     finally:
         edit_config(path, {"snapshotindex": previous})
@@ -522,7 +569,8 @@ def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
     found = []
     for stem in video_stems:
         candidates = [
-            p for p in Path(output_dir).glob(f"{stem}DLC*.h5")
+            p
+            for p in Path(output_dir).glob(f"{stem}DLC*.h5")
             if not p.stem.endswith(("_filtered", "_skeleton")) and "_full" not in p.stem
         ]
         if not candidates:

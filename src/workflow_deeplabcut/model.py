@@ -56,8 +56,9 @@ class VideoRecording(dj.Manual):
         """
 
     @classmethod
-    def insert_recording(cls, session_key: dict, recording_id: int, device: str,
-                         files: list[str | Path]) -> dict:
+    def insert_recording(
+        cls, session_key: dict, recording_id: int, device: str, files: list[str | Path]
+    ) -> dict:
         """Insert a recording and its files in one transaction, after checking every file.
 
         Parameters
@@ -184,9 +185,17 @@ class Model(dj.Manual):
 
     @classmethod
     def insert_new_model(
-        cls, model_name: str, dlc_config, *, shuffle: int, trainingsetindex: int,
-        model_description: str = "", model_prefix: str = "", paramset_idx: int | None = None,
-        prompt: bool = False, params: dict | None = None,
+        cls,
+        model_name: str,
+        dlc_config,
+        *,
+        shuffle: int,
+        trainingsetindex: int,
+        model_description: str = "",
+        model_prefix: str = "",
+        paramset_idx: int | None = None,
+        prompt: bool = False,
+        params: dict | None = None,
     ) -> dict:
         """Register a trained DeepLabCut model, its body parts and its scorer, in one transaction.
 
@@ -225,19 +234,40 @@ class Model(dj.Manual):
                 f"A model named {model_name!r} exists already; choose another name or delete it."
             )
         snapshots = dlc.list_snapshots(dlc.model_folder(cfg, shuffle, trainingsetindex, model_prefix))
-        snapshot = dlc.resolve_snapshot(cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix)
+        snapshot = dlc.resolve_snapshot(
+            cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix
+        )
         snapshotindex = snapshots.index(snapshot)
         row = {
-            "model_name": model_name, "task": cfg["Task"], "date": str(cfg["date"]),
-            "iteration": int(cfg["iteration"]), "snapshotindex": snapshotindex,
-            "shuffle": shuffle, "trainingsetindex": trainingsetindex, "engine": engine,
+            "model_name": model_name,
+            "task": cfg["Task"],
+            "date": str(cfg["date"]),
+            "iteration": int(cfg["iteration"]),
+            "snapshotindex": snapshotindex,
+            "shuffle": shuffle,
+            "trainingsetindex": trainingsetindex,
+            "engine": engine,
             "scorer": dlc.scorer_name(cfg, shuffle, trainingsetindex, snapshotindex, model_prefix),
             "config_template": cfg | {"snapshotindex": snapshotindex},
-            "project_path": to_relative(project), "model_prefix": model_prefix,
-            "model_description": model_description, "paramset_idx": paramset_idx,
+            "project_path": to_relative(project),
+            "model_prefix": model_prefix,
+            "model_description": model_description,
+            "paramset_idx": paramset_idx,
         }
-        unique = {k: row[k] for k in ("project_path", "task", "date", "iteration", "shuffle",
-                                      "snapshotindex", "trainingsetindex", "engine", "model_prefix")}
+        unique = {
+            k: row[k]
+            for k in (
+                "project_path",
+                "task",
+                "date",
+                "iteration",
+                "shuffle",
+                "snapshotindex",
+                "trainingsetindex",
+                "engine",
+                "model_prefix",
+            )
+        }
         if cls & unique:
             other = (cls & unique).keys()[0]["model_name"]
             raise dj.errors.DuplicateError(
@@ -278,17 +308,25 @@ class ModelEvaluation(dj.Computed):
 
     def make_fetch(self, key):
         """Fetch the model's coordinates."""
-        return [(Model & key).fetch1("project_path", "shuffle", "trainingsetindex",
-                                     "snapshotindex", "model_prefix")]
+        return [
+            (Model & key).fetch1(
+                "project_path", "shuffle", "trainingsetindex", "snapshotindex", "model_prefix"
+            )
+        ]
 
     def make_compute(self, key, model):
         """Run DeepLabCut's evaluation, outside any transaction."""
         project_path, shuffle, trainingsetindex, snapshotindex, prefix = model
-        return [dlc.evaluate(
-            dlc.config_path_of(find_full_path(project_path)), shuffle=shuffle,
-            trainingsetindex=trainingsetindex, snapshotindex=snapshotindex, modelprefix=prefix,
-            device="cpu" if not _cuda() else "auto",
-        )]
+        return [
+            dlc.evaluate(
+                dlc.config_path_of(find_full_path(project_path)),
+                shuffle=shuffle,
+                trainingsetindex=trainingsetindex,
+                snapshotindex=snapshotindex,
+                modelprefix=prefix,
+                device="cpu" if not _cuda() else "auto",
+            )
+        ]
 
     def make_insert(self, key, results):
         """Store the errors."""
@@ -320,8 +358,11 @@ class PoseEstimationTask(dj.Manual):
         It is ``<processed root>/<subject>/<session_datetime>/recording_<id>/<model_name>``, so
         it is unique per recording and model.
         """
-        key = {**_one_key(session.Session, key), "recording_id": key["recording_id"],
-               "model_name": key["model_name"]}
+        key = {
+            **_one_key(session.Session, key),
+            "recording_id": key["recording_id"],
+            "model_name": key["model_name"],
+        }
         stamp = pd.Timestamp(key["session_datetime"]).strftime("%Y%m%d-%H%M%S")
         model = re.sub(r"[^A-Za-z0-9_.-]+", "-", key["model_name"])
         rel = Path(str(key["subject"])) / stamp / f"recording_{key['recording_id']}" / model
@@ -342,8 +383,15 @@ class PoseEstimationTask(dj.Manual):
         return full
 
     @classmethod
-    def generate(cls, video_recording_key: dict, model_name: str, *, task_mode: str | None = None,
-                 analyze_videos_params: dict | None = None, output_dir: str | Path | None = None) -> dict:
+    def generate(
+        cls,
+        video_recording_key: dict,
+        model_name: str,
+        *,
+        task_mode: str | None = None,
+        analyze_videos_params: dict | None = None,
+        output_dir: str | Path | None = None,
+    ) -> dict:
         """Insert a pose-estimation task for a recording and a model.
 
         Parameters
@@ -386,8 +434,14 @@ class PoseEstimationTask(dj.Manual):
             raise ValueError(f"task_mode must be 'load' or 'trigger', not {task_mode!r}.")
         if analyze_videos_params is not None and not isinstance(analyze_videos_params, dict):
             raise ValueError("analyze_videos_params must be a dict of analyze_videos arguments.")
-        cls.insert1({**key, "task_mode": task_mode, "pose_estimation_output_dir": rel,
-                     "pose_estimation_params": analyze_videos_params})
+        cls.insert1(
+            {
+                **key,
+                "task_mode": task_mode,
+                "pose_estimation_output_dir": rel,
+                "pose_estimation_params": analyze_videos_params,
+            }
+        )
         return key
 
     insert_estimation_task = generate
@@ -439,9 +493,13 @@ class PoseEstimation(dj.Computed):
         videos = [Path(v) for v in videos]
         if task["task_mode"] == "trigger":
             dlc.analyze(
-                dlc.config_path_of(find_full_path(model["project_path"])), videos, output_dir,
-                shuffle=model["shuffle"], trainingsetindex=model["trainingsetindex"],
-                snapshotindex=model["snapshotindex"], modelprefix=model["model_prefix"],
+                dlc.config_path_of(find_full_path(model["project_path"])),
+                videos,
+                output_dir,
+                shuffle=model["shuffle"],
+                trainingsetindex=model["trainingsetindex"],
+                snapshotindex=model["snapshotindex"],
+                modelprefix=model["model_prefix"],
                 params=task["pose_estimation_params"] or {},
             )
         out = dlc.read_outputs(output_dir, [v.stem for v in videos])
@@ -460,7 +518,8 @@ class PoseEstimation(dj.Computed):
         master = {
             "pose_estimation_time": _dt.datetime.fromtimestamp(made).replace(microsecond=0),
             "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
-            "scorer": out.scorer, "nframes": out.nframes,
+            "scorer": out.scorer,
+            "nframes": out.nframes,
         }
         positions = [
             {"individual": individual, "body_part": body_part, **arrays}
@@ -504,7 +563,9 @@ class PoseEstimation(dj.Computed):
             known = {r["body_part"] for r in query.keys()}
             unknown = set(wanted) - known
             if unknown:
-                raise ValueError(f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}.")
+                raise ValueError(
+                    f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}."
+                )
             query = query & [{"body_part": b} for b in wanted]
         rows = sorted(query.to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
         multi = len({r["individual"] for r in rows}) > 1
@@ -536,6 +597,13 @@ def _load(ref) -> np.ndarray:
 
 
 __all__ = [
-    "schema", "VideoRecording", "RecordingInfo", "BodyPart", "Model", "ModelEvaluation",
-    "PoseEstimationTask", "PoseEstimation", "STORE",
+    "schema",
+    "VideoRecording",
+    "RecordingInfo",
+    "BodyPart",
+    "Model",
+    "ModelEvaluation",
+    "PoseEstimationTask",
+    "PoseEstimation",
+    "STORE",
 ]

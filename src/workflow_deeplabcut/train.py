@@ -101,8 +101,12 @@ class TrainingParamSet(dj.Lookup):
                 "index or leave it out to get the next free one."
             )
         cls.insert1(
-            {"paramset_idx": paramset_idx, "paramset_desc": paramset_desc,
-             "param_set_hash": digest, "params": params}
+            {
+                "paramset_idx": paramset_idx,
+                "paramset_desc": paramset_desc,
+                "param_set_hash": digest,
+                "params": params,
+            }
         )
         return paramset_idx
 
@@ -167,18 +171,31 @@ class ModelTraining(dj.Computed):
         config = dlc.config_path_of(find_full_path(project_path))
         init = params.get("init_weights")
         result = dlc.train(
-            config, shuffle=params["shuffle"], trainingsetindex=params["trainingsetindex"],
-            params=params, modelprefix=model_prefix,
+            config,
+            shuffle=params["shuffle"],
+            trainingsetindex=params["trainingsetindex"],
+            params=params,
+            modelprefix=model_prefix,
             init_snapshot=find_full_path(init) if init not in (None, "random") else None,
         )
         cfg = dlc.read_config(config) | {"training_filelist_datajoint": files}
-        return (result.latest_snapshot, to_relative(result.snapshot_path), result.snapshotindex,
-                cfg, result.pytorch_config)
+        return (
+            result.latest_snapshot,
+            to_relative(result.snapshot_path),
+            result.snapshotindex,
+            cfg,
+            result.pytorch_config,
+        )
 
     def make_insert(self, key, latest, snapshot_path, snapshotindex, cfg, pytorch_config):
         """Record the training run."""
         self.insert1(
-            {**key, "latest_snapshot": latest, "snapshot_path": snapshot_path,
-             "snapshotindex": snapshotindex, "config_template": cfg,
-             "pytorch_config": pytorch_config}
+            {
+                **key,
+                "latest_snapshot": latest,
+                "snapshot_path": snapshot_path,
+                "snapshotindex": snapshotindex,
+                "config_template": cfg,
+                "pytorch_config": pytorch_config,
+            }
         )

@@ -61,12 +61,8 @@ def probe(path: str | Path) -> VideoInfo:
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             if not rate:
                 raise VideoError(f"{path}: the frame rate cannot be read.")
-            nframes = stream.frames or sum(
-                1 for packet in container.demux(stream) if packet.size
-            )
-            created = container.metadata.get("creation_time") or stream.metadata.get(
-                "creation_time"
-            )
+            nframes = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            created = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
             info = VideoInfo(
                 path=path,
                 width=stream.codec_context.width,
@@ -121,9 +117,7 @@ def probe_recording(paths: list[str | Path]) -> dict:
     infos = [probe(p) for p in paths]
     first = infos[0]
     for info in infos[1:]:
-        if (info.width, info.height) != (first.width, first.height) or abs(
-            info.fps - first.fps
-        ) > 1e-6:
+        if (info.width, info.height) != (first.width, first.height) or abs(info.fps - first.fps) > 1e-6:
             raise VideoError(
                 f"Files of one recording disagree: {first.path.name} is {first.width}x"
                 f"{first.height} at {first.fps:g} fps but {info.path.name} is {info.width}x"
