@@ -10,7 +10,7 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from . import dlc, session, video
+from . import dlc, lab, session, train, video  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X")
 from .database import STORE
 from .settings import find_full_path, get_settings, to_relative
 
@@ -78,14 +78,9 @@ class VideoRecording(dj.Manual):
             The recording's primary key.
         """
         key = {**_one_key(session.Session, session_key), "recording_id": recording_id}
-        relative = []
-        for file in files:
-            path = Path(file)
-            rel = to_relative(path) if path.is_absolute() else Path(file).as_posix()
-            video.probe(find_full_path(rel))  # a clear error now beats a failed populate later
-            relative.append(rel)
-        if not relative:
-            raise ValueError(f"Recording {key} needs at least one video file.")
+        relative = [to_relative(f) if Path(f).is_absolute() else Path(f).as_posix() for f in files]
+        # Probing now gives a clear error at insert rather than a failed populate later.
+        video.probe_recording([find_full_path(rel) for rel in relative])
         if cls & key:
             raise dj.errors.DuplicateError(
                 f"Recording {key} already exists; use another recording_id or delete it first."

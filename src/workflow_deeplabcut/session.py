@@ -2,6 +2,8 @@
 
 import datajoint as dj
 
+from . import lab, subject  # noqa: F401  (resolve '-> subject.Subject', '-> lab.User')
+
 schema = dj.Schema()
 
 

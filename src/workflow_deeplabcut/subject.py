@@ -2,6 +2,8 @@
 
 import datajoint as dj
 
+from . import lab  # noqa: F401  (resolves '-> lab.X' in definitions)
+
 schema = dj.Schema()
 
 

@@ -212,3 +212,54 @@ def make_dlc_project(
     )
     labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
     return config_path
+
+
+def write_dlc_outputs(
+    directory: Path,
+    video_stem: str,
+    body_parts: list[str],
+    n_frames: int,
+    *,
+    scorer: str = "DLC_Resnet50_syntheticJan1shuffle1_snapshot_30",
+    fps: float = 30.0,
+    seed: int = 0,
+) -> Path:
+    """Write DeepLabCut-style outputs (``.h5`` and ``_meta.pickle``) with random positions.
+
+    The layout is exactly ``analyze_videos``'s: key ``df_with_missing``, columns
+    ``scorer/bodyparts/coords`` with ``x``, ``y``, ``likelihood``, one row per frame.
+
+    Parameters
+    ----------
+    directory : Path
+        Output folder (created if missing).
+    video_stem : str
+        Stem of the analysed video; files are named ``<stem><scorer>.h5``.
+    body_parts : list of str
+        Body parts to write.
+    n_frames : int
+        Number of frames (rows).
+    scorer, fps, seed
+        Scorer name, frame rate in the meta pickle, random seed.
+
+    Returns
+    -------
+    Path
+        The ``.h5`` file.
+    """
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    columns = pd.MultiIndex.from_product(
+        [[scorer], list(body_parts), ["x", "y", "likelihood"]], names=["scorer", "bodyparts", "coords"]
+    )
+    values = rng.uniform(0, 640, size=(n_frames, len(columns)))
+    values[:, 2::3] = rng.uniform(0, 1, size=(n_frames, len(body_parts)))
+    h5 = directory / f"{video_stem}{scorer}.h5"
+    pd.DataFrame(values, columns=columns).to_hdf(h5, key="df_with_missing", mode="w", format="fixed")
+    meta = {"data": {"fps": fps, "nframes": n_frames, "Scorer": scorer, "bodyparts": list(body_parts)}}
+    with open(directory / f"{video_stem}{scorer}_meta.pickle", "wb") as fh:
+        pickle.dump(meta, fh)
+    return h5

@@ -1,0 +1,207 @@
+"""Test configuration: one database backend per pytest process, its own prefix and data roots.
+
+``WORKFLOW_DLC_TEST_BACKEND`` selects the backend: ``embedded`` (default: a fresh embedded
+PostgreSQL in a temporary folder), ``postgres`` (127.0.0.1:5432) or ``mariadb``
+(127.0.0.1:3306). ``tests/test_backends.py`` runs the suite again on the two servers.
+Every run uses a new schema prefix and drops its schemas at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+OPENFIELD = SHARED_DATA / "openfield-Pranav-2018-10-30"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+SERVERS = {
+    "postgres": {"DJ_HOST": "127.0.0.1", "DJ_PORT": "5432", "DJ_BACKEND": "postgresql",
+                 "DJ_USER": "postgres", "DJ_PASS": "postgres"},
+    "mariadb": {"DJ_HOST": "127.0.0.1", "DJ_PORT": "3306", "DJ_BACKEND": "mysql",
+                "DJ_USER": "root", "DJ_PASS": ""},
+}
+BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
+
+#: Small, fast, offline DeepLabCut training (see shared notes: resnet10t, no crop sampling).
+FAST_TRAINING = {
+    "shuffle": 1,
+    "trainingsetindex": 0,
+    "epochs": 30,
+    "batch_size": 4,
+    "save_epochs": 10,
+    "device": "cpu",
+    "backbone": "resnet10t",
+    "seed": 0,
+    "pytorch_cfg_updates": {
+        "data.train.crop_sampling": None,
+        "runner.optimizer.params.lr": 1e-3,
+        "runner.scheduler": None,
+        "runner.eval_interval": 1000,
+    },
+}
+
+_WORKDIR: Path | None = None
+
+
+def pytest_configure(config):
+    """Point the workflow at a fresh prefix, fresh roots and the chosen backend."""
+    global _WORKDIR
+    if BACKEND not in ("embedded", *SERVERS):
+        raise pytest.UsageError(f"WORKFLOW_DLC_TEST_BACKEND={BACKEND!r}: use embedded, postgres or mariadb")
+    _WORKDIR = Path(tempfile.mkdtemp(prefix="wdlc-test-"))
+    (_WORKDIR / "raw").mkdir()
+    (_WORKDIR / "processed").mkdir()
+    os.environ.update(
+        MPLBACKEND="Agg",
+        HF_HUB_OFFLINE="1",
+        WORKFLOW_DLC_PREFIX=f"t{uuid.uuid4().hex[:8]}_",
+        WORKFLOW_DLC_ROOT_DATA_DIR=str(_WORKDIR / "raw"),
+        WORKFLOW_DLC_PROCESSED_DIR=str(_WORKDIR / "processed"),
+        WORKFLOW_DLC_EMBEDDED_DIR=str(_WORKDIR / "pgdata"),
+        WORKFLOW_DLC_DATABASE="embedded" if BACKEND == "embedded" else "server",
+    )
+    if BACKEND == "embedded":
+        for var in ("DJ_HOST", "DJ_PORT", "DJ_BACKEND", "DJ_USER", "DJ_PASS"):
+            os.environ.pop(var, None)
+    else:
+        os.environ.update(SERVERS[BACKEND])
+
+
+def pytest_report_header(config):
+    return f"workflow-deeplabcut backend: {BACKEND}; prefix {os.environ['WORKFLOW_DLC_PREFIX']}; work dir {_WORKDIR}"
+
+
+def pytest_unconfigure(config):
+    """Drop this run's schemas and remove its folders."""
+    import sys
+
+    pipeline = sys.modules.get("workflow_deeplabcut.pipeline")
+    if pipeline is not None:
+        for module in reversed(list(pipeline.SCHEMAS.values())):
+            try:
+                module.schema.drop(prompt=False)
+            except Exception as err:  # a failed drop must not hide the test results
+                print(f"could not drop {module.schema.database}: {err}")
+    if BACKEND == "embedded" and pipeline is not None:
+        from workflow_deeplabcut import database
+
+        database.stop_embedded(_WORKDIR / "pgdata")
+    if _WORKDIR is not None:
+        shutil.rmtree(_WORKDIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    return _WORKDIR
+
+
+@pytest.fixture(scope="session")
+def raw_root(workdir) -> Path:
+    return workdir / "raw"
+
+
+@pytest.fixture(scope="session")
+def processed_root(workdir) -> Path:
+    return workdir / "processed"
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    """The activated pipeline module; an unreachable server fails in CI, skips elsewhere."""
+    from workflow_deeplabcut import database
+
+    try:
+        from workflow_deeplabcut import pipeline
+    except database.DatabaseUnreachableError as err:
+        if IN_CI or BACKEND == "embedded":
+            raise
+        pytest.skip(f"database server not reachable: {err}")
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def openfield_source() -> Path:
+    if not (OPENFIELD / "config.yaml").exists():
+        message = f"The real example project was not found at {OPENFIELD} (expected ../shared/data)."
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return OPENFIELD
+
+
+_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def new_session(pipeline):
+    """Insert a fresh subject and session; return the session key."""
+
+    def make(prefix: str = "s") -> dict:
+        n = next(_counter)
+        subject = f"{prefix}{n}"[:32]
+        pipeline.subject.Subject.insert1(
+            {"subject": subject, "sex": "U", "subject_birth_date": "2024-01-01"}
+        )
+        key = {"subject": subject, "session_datetime": dt.datetime(2025, 1, 1, 12, 0, n % 60)}
+        pipeline.session.Session.insert1(key)
+        return key
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def camera(pipeline) -> str:
+    pipeline.lab.Device.insert1({"device": "cam0", "modality": "video"}, skip_duplicates=True)
+    return "cam0"
+
+
+# ----------------------------------------------------------------- the trained synthetic model
+@pytest.fixture(scope="session")
+def synthetic_project(raw_root) -> Path:
+    """A DeepLabCut project around the synthetic video (see workflow_deeplabcut.synthetic)."""
+    from workflow_deeplabcut import synthetic
+
+    return synthetic.make_dlc_project(raw_root / "synthetic")
+
+
+@pytest.fixture(scope="session")
+def trained(pipeline, synthetic_project):
+    """Train the synthetic project through train.ModelTraining.populate (real DeepLabCut)."""
+    from workflow_deeplabcut.settings import to_relative
+
+    train = pipeline.train
+    idx = train.TrainingParamSet.insert_new_params("fast synthetic", FAST_TRAINING)
+    project = synthetic_project.parent
+    train.VideoSet.insert1({"video_set_id": 1})
+    labels = sorted(project.glob("labeled-data/*/CollectedData_*.h5"))
+    train.VideoSet.File.insert(
+        [{"video_set_id": 1, "file_id": i, "file_path": to_relative(p)} for i, p in enumerate(labels)]
+    )
+    key = {"video_set_id": 1, "paramset_idx": idx, "training_id": 1}
+    train.TrainingTask.insert1({**key, "project_path": to_relative(project)})
+    result = train.ModelTraining.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    return key
+
+
+@pytest.fixture(scope="session")
+def model_name(pipeline, trained, synthetic_project) -> str:
+    """Register the trained synthetic model as 'synthetic'."""
+    pipeline.model.Model.insert_new_model(
+        "synthetic", synthetic_project, shuffle=1, trainingsetindex=0,
+        paramset_idx=trained["paramset_idx"], model_description="synthetic test model",
+    )
+    return "synthetic"
+
+
+@pytest.fixture(scope="session")
+def synthetic_video(synthetic_project) -> Path:
+    return synthetic_project.parent / "videos" / "synthetic.mp4"
