@@ -23,10 +23,20 @@ OPENFIELD = SHARED_DATA / "openfield-Pranav-2018-10-30"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 SERVERS = {
-    "postgres": {"DJ_HOST": "127.0.0.1", "DJ_PORT": "5432", "DJ_BACKEND": "postgresql",
-                 "DJ_USER": "postgres", "DJ_PASS": "postgres"},
-    "mariadb": {"DJ_HOST": "127.0.0.1", "DJ_PORT": "3306", "DJ_BACKEND": "mysql",
-                "DJ_USER": "root", "DJ_PASS": ""},
+    "postgres": {
+        "DJ_HOST": "127.0.0.1",
+        "DJ_PORT": "5432",
+        "DJ_BACKEND": "postgresql",
+        "DJ_USER": "postgres",
+        "DJ_PASS": "postgres",
+    },
+    "mariadb": {
+        "DJ_HOST": "127.0.0.1",
+        "DJ_PORT": "3306",
+        "DJ_BACKEND": "mysql",
+        "DJ_USER": "root",
+        "DJ_PASS": "",
+    },
 }
 BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
 
@@ -147,9 +157,7 @@ def new_session(pipeline):
     def make(prefix: str = "s") -> dict:
         n = next(_counter)
         subject = f"{prefix}{n}"[:32]
-        pipeline.subject.Subject.insert1(
-            {"subject": subject, "sex": "U", "subject_birth_date": "2024-01-01"}
-        )
+        pipeline.subject.Subject.insert1({"subject": subject, "sex": "U", "subject_birth_date": "2024-01-01"})
         key = {"subject": subject, "session_datetime": dt.datetime(2025, 1, 1, 12, 0, n % 60)}
         pipeline.session.Session.insert1(key)
         return key
@@ -196,8 +204,12 @@ def trained(pipeline, synthetic_project):
 def model_name(pipeline, trained, synthetic_project) -> str:
     """Register the trained synthetic model as 'synthetic'."""
     pipeline.model.Model.insert_new_model(
-        "synthetic", synthetic_project, shuffle=1, trainingsetindex=0,
-        paramset_idx=trained["paramset_idx"], model_description="synthetic test model",
+        "synthetic",
+        synthetic_project,
+        shuffle=1,
+        trainingsetindex=0,
+        paramset_idx=trained["paramset_idx"],
+        model_description="synthetic test model",
     )
     return "synthetic"
 

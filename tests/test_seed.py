@@ -5,7 +5,6 @@ import os
 import re
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 SEED_DIR = PROJECT_ROOT.parent / "shared" / "seed"
@@ -77,8 +76,11 @@ def test_diagrams(out, pipeline):
     train_nodes = {n for n in out["diagram_train"].nodes_to_show}
     assert len(train_nodes) == 5
     model_tables = [
-        pipeline.model.VideoRecording, pipeline.model.Model, pipeline.model.PoseEstimation,
-        pipeline.model.RecordingInfo, pipeline.model.ModelEvaluation,
+        pipeline.model.VideoRecording,
+        pipeline.model.Model,
+        pipeline.model.PoseEstimation,
+        pipeline.model.RecordingInfo,
+        pipeline.model.ModelEvaluation,
     ]
     shown = out["diagram_model"].nodes_to_show
     assert {t.full_table_name for t in model_tables} <= shown
@@ -93,10 +95,18 @@ def test_diagrams(out, pipeline):
 def test_video_recording_file_columns(out, seed_text):
     expected = re.search(r"subject \| session_datetime \| recording_id \| file_id \| file_path", seed_text)
     assert expected
-    assert list(out["files"].heading.names) == ["subject", "session_datetime", "recording_id",
-                                               "file_id", "file_path"]
+    assert list(out["files"].heading.names) == [
+        "subject",
+        "session_datetime",
+        "recording_id",
+        "file_id",
+        "file_path",
+    ]
     assert len(out["files"]) == 0 or out["files"].heading.primary_key[:3] == [
-        "subject", "session_datetime", "recording_id"]
+        "subject",
+        "session_datetime",
+        "recording_id",
+    ]
 
 
 def test_model_heading_order(out, seed_text):
