@@ -173,11 +173,20 @@ def camera(pipeline) -> str:
 
 # ----------------------------------------------------------------- the trained synthetic model
 @pytest.fixture(scope="session")
-def synthetic_project(raw_root) -> Path:
-    """A DeepLabCut project around the synthetic video (see workflow_deeplabcut.synthetic)."""
-    from workflow_deeplabcut import synthetic
+def synthetic_project(raw_root, workdir) -> Path:
+    """A DeepLabCut project around the synthetic video (see workflow_deeplabcut.synthetic).
 
-    return synthetic.make_dlc_project(raw_root / "synthetic")
+    Its training dataset is made in a staging folder and the project is then moved under the
+    raw root, so training exercises a moved project (absolute paths in its YAML files).
+    """
+    from workflow_deeplabcut import dlc, synthetic
+
+    staged = synthetic.make_dlc_project(workdir / "staging")
+    dlc.ensure_training_dataset(staged, shuffle=1, trainingsetindex=0)
+    target = raw_root / "synthetic" / staged.parent.name
+    target.parent.mkdir(parents=True)
+    shutil.move(staged.parent, target)
+    return target / "config.yaml"
 
 
 @pytest.fixture(scope="session")
