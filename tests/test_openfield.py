@@ -1,0 +1,125 @@
+"""The real DeepLabCut example project (../shared/data/openfield-Pranav-2018-10-30).
+
+116 labeled 640x480 frames of a mouse in an open field (snout, ears, tail base) and a
+2,330-frame video of another session. Training here is deliberately brief (CPU), so the tests
+check the plumbing and real-data handling, not accuracy (that is checked on the synthetic video).
+"""
+
+import shutil
+import stat
+
+import numpy as np
+import pytest
+
+from conftest import FAST_TRAINING
+from workflow_deeplabcut import dlc, synthetic, video
+from workflow_deeplabcut.settings import to_relative
+
+pytestmark = [pytest.mark.dlc, pytest.mark.openfield]
+
+CLIP_FRAMES = 45
+BODY_PARTS = {"snout", "leftear", "rightear", "tailbase"}
+
+
+def _make_writable(root):
+    for path in [root, *root.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+
+
+def _clip(source, target, n):
+    """Write the first ``n`` frames of a video to ``target`` (re-encoded, same size and rate)."""
+    import av
+
+    with av.open(str(source)) as src:
+        stream = src.streams.video[0]
+        frames = []
+        for frame in src.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == n:
+                break
+        fps = float(stream.average_rate)
+    return synthetic.write_video(target, np.stack(frames), fps)
+
+
+@pytest.fixture(scope="module")
+def project(openfield_source, raw_root):
+    """A writable copy of the example under the raw root, listing its labeled video."""
+    target = raw_root / "openfield" / openfield_source.name
+    shutil.copytree(openfield_source, target)
+    _make_writable(target)
+    dlc.edit_config(target, {"video_sets": {str(target / "videos" / "m4s1.mp4"): {"crop": "0, 640, 0, 480"}}})
+    _clip(target / "videos" / "m3v1mp4.mp4", target / "videos" / "m3v1clip.mp4", CLIP_FRAMES)
+    return target
+
+
+@pytest.fixture(scope="module")
+def trained_openfield(pipeline, project):
+    train = pipeline.train
+    params = {**FAST_TRAINING, "epochs": 1, "save_epochs": 1, "batch_size": 8}
+    idx = train.TrainingParamSet.insert_new_params("openfield, one epoch", params)
+    train.VideoSet.insert1({"video_set_id": 2})
+    train.VideoSet.File.insert1(
+        {"video_set_id": 2, "file_id": 0,
+         "file_path": to_relative(project / "labeled-data" / "m4s1" / "CollectedData_Pranav.h5")}
+    )
+    key = {"video_set_id": 2, "paramset_idx": idx, "training_id": 1}
+    train.TrainingTask.insert1({**key, "project_path": to_relative(project)})
+    result = train.ModelTraining.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    pipeline.model.Model.insert_new_model(
+        "openfield", project, shuffle=1, trainingsetindex=0, paramset_idx=idx,
+    )
+    return key
+
+
+def test_full_video_properties(openfield_source):
+    info = video.probe(openfield_source / "videos" / "m3v1mp4.mp4")
+    assert (info.width, info.height, info.nframes) == (640, 480, 2330)
+    assert info.fps == pytest.approx(30.0, abs=1e-3)  # the file says 1000000/33333
+
+
+def test_train_register_evaluate(pipeline, project, trained_openfield):
+    row = (pipeline.train.ModelTraining & trained_openfield).fetch1()
+    assert row["latest_snapshot"] == 1
+    assert dlc.read_config(project)["project_path"] == str(project)  # placeholder rewritten
+    model = (pipeline.model.Model & {"model_name": "openfield"}).fetch1()
+    assert model["task"] == "openfield" and model["date"] == "Oct30"
+    assert model["scorer"].startswith("DLC_Resnet50_openfieldOct30shuffle1_snapshot_")
+    parts = {r["body_part"] for r in (pipeline.model.Model.BodyPart & {"model_name": "openfield"}).to_dicts()}
+    assert parts == BODY_PARTS
+    pipeline.model.ModelEvaluation.populate({"model_name": "openfield"})
+    ev = (pipeline.model.ModelEvaluation & {"model_name": "openfield"}).fetch1()
+    assert ev["train_iterations"] == 1
+    assert np.isfinite(ev["train_error"]) and ev["train_error"] > 0
+
+
+def test_inference_then_load(pipeline, project, trained_openfield, new_session, camera):
+    model = pipeline.model
+    clip = project / "videos" / "m3v1clip.mp4"
+    session_key = new_session("of")
+    rec = model.VideoRecording.insert_recording(session_key, 1, camera, [clip])
+    model.RecordingInfo.populate(rec)
+    info = (model.RecordingInfo & rec).fetch1()
+    assert (info["px_width"], info["px_height"], info["nframes"]) == (640, 480, CLIP_FRAMES)
+
+    key = model.PoseEstimationTask.generate(rec, "openfield", task_mode="trigger")
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    traj = model.PoseEstimation.get_trajectory(key)
+    assert traj.shape == (CLIP_FRAMES, 3 * len(BODY_PARTS))
+    assert set(traj.columns.get_level_values("bodyparts")) == BODY_PARTS
+    xy = traj.xs("x", axis=1, level="coords").to_numpy()
+    assert np.isfinite(xy).all() and (xy >= -50).all() and (xy <= 690).all()
+
+    # The same outputs, put in another recording's folder, enter in load mode.
+    second = model.VideoRecording.insert_recording(session_key, 2, camera, [clip])
+    model.RecordingInfo.populate(second)
+    folder = model.PoseEstimationTask.infer_output_dir({**second, "model_name": "openfield"}, mkdir=True)
+    for f in model.PoseEstimationTask.output_dir(key).glob("m3v1clip*"):
+        shutil.copy2(f, folder / f.name)
+    loaded_key = model.PoseEstimationTask.generate(second, "openfield")
+    assert (model.PoseEstimationTask & loaded_key).fetch1("task_mode") == "load"
+    model.PoseEstimation.populate(loaded_key)
+    np.testing.assert_array_equal(
+        model.PoseEstimation.get_trajectory(loaded_key).to_numpy(), traj.to_numpy()
+    )
