@@ -7,8 +7,8 @@ import sys
 
 import datajoint as dj
 import pytest
-
 from conftest import FAST_TRAINING, PROJECT_ROOT
+
 from workflow_deeplabcut import dlc, synthetic
 from workflow_deeplabcut.settings import PathOutsideRootsError, to_relative
 from workflow_deeplabcut.video import VideoError
@@ -45,8 +45,12 @@ def test_not_a_video(recordings, new_session, camera, raw_root):
 
 
 def test_files_of_one_recording_disagree(recordings, new_session, camera, raw_root):
-    small = synthetic.make_video(raw_root / "mismatch", synthetic.SyntheticSpec(n_frames=10, size=64), "small")
-    large = synthetic.make_video(raw_root / "mismatch", synthetic.SyntheticSpec(n_frames=10, size=96), "large")
+    small = synthetic.make_video(
+        raw_root / "mismatch", synthetic.SyntheticSpec(n_frames=10, size=64), "small"
+    )
+    large = synthetic.make_video(
+        raw_root / "mismatch", synthetic.SyntheticSpec(n_frames=10, size=96), "large"
+    )
     with pytest.raises(VideoError, match="disagree: small.mp4 is 64x64 .* large.mp4 is 96x96"):
         recordings.VideoRecording.insert_recording(new_session(), 1, camera, [small, large])
 
@@ -223,14 +227,26 @@ def test_training_task_without_project(pipeline, trained):
 
 def test_unreachable_database():
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJ_")}
-    env.update(DJ_HOST="127.0.0.1", DJ_PORT="9", DJ_BACKEND="mysql", DJ_USER="someone",
-               DJ_PASS="s3cret-pw", WORKFLOW_DLC_DATABASE="server")
+    env.update(
+        DJ_HOST="127.0.0.1",
+        DJ_PORT="9",
+        DJ_BACKEND="mysql",
+        DJ_USER="someone",
+        DJ_PASS="s3cret-pw",
+        WORKFLOW_DLC_DATABASE="server",
+    )
     proc = subprocess.run(
         [sys.executable, "-c", "import workflow_deeplabcut.pipeline"],
-        capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        timeout=120,
     )
     assert proc.returncode != 0
-    assert "DatabaseUnreachableError: Cannot connect to the mysql at 127.0.0.1:9 (user someone)" in proc.stderr
+    assert (
+        "DatabaseUnreachableError: Cannot connect to the mysql at 127.0.0.1:9 (user someone)" in proc.stderr
+    )
     assert "s3cret-pw" not in proc.stderr + proc.stdout
 
 

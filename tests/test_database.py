@@ -7,16 +7,22 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from workflow_deeplabcut import database, settings
 
 
 def run_python(code: str, env_extra: dict, cwd=PROJECT_ROOT, timeout=180) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJ_", "WORKFLOW_DLC_"))}
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -39,12 +45,14 @@ def test_zero_setup_starts_embedded_and_persists(fresh_home, tmp_path):
     # The server stopped with its last user; a new process restarts it and finds the row.
     status = run_python(
         "from workflow_deeplabcut import database; import json; print(json.dumps(database.embedded_status()))",
-        fresh_home, cwd=tmp_path,
+        fresh_home,
+        cwd=tmp_path,
     )
     assert json.loads(status.stdout.splitlines()[-1])["running"] is False
     read = run_python(
         "from workflow_deeplabcut.pipeline import lab; print(len(lab.Device & {'device': 'cam-persist'}))",
-        fresh_home, cwd=tmp_path,
+        fresh_home,
+        cwd=tmp_path,
     )
     assert read.returncode == 0, read.stderr
     assert read.stdout.split()[-1] == "1"
@@ -60,10 +68,21 @@ def test_concurrent_start_shares_one_server(tmp_path):
             print(c.cursor().execute("select 1") or info.pid)
         time.sleep(1.5)
     """
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DJ_", "WORKFLOW_DLC_"))},
-           "WORKFLOW_DLC_EMBEDDED_DIR": str(tmp_path / "pg")}
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=PROJECT_ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJ_", "WORKFLOW_DLC_"))},
+        "WORKFLOW_DLC_EMBEDDED_DIR": str(tmp_path / "pg"),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outputs]
     pids = {o[0].split()[-1] for o in outputs}
@@ -72,10 +91,20 @@ def test_concurrent_start_shares_one_server(tmp_path):
 
 def test_configured_server_starts_nothing_embedded(tmp_path):
     """A datajoint.json with a host selects that server; no embedded cluster is created."""
-    (tmp_path / "datajoint.json").write_text(json.dumps(
-        {"database": {"host": "127.0.0.1", "port": 9, "user": "u", "password": "pw", "backend": "mysql"},
-         "workflow_deeplabcut": {"prefix": "fromfile_"}}
-    ))
+    (tmp_path / "datajoint.json").write_text(
+        json.dumps(
+            {
+                "database": {
+                    "host": "127.0.0.1",
+                    "port": 9,
+                    "user": "u",
+                    "password": "pw",
+                    "backend": "mysql",
+                },
+                "workflow_deeplabcut": {"prefix": "fromfile_"},
+            }
+        )
+    )
     code = """
         from workflow_deeplabcut import database, settings
         print(database.uses_embedded(), settings.get_settings().prefix)
@@ -123,9 +152,14 @@ def test_postgres_default_patch_still_needed():
     """DataJoint 2.3.5 reports PostgreSQL defaults with their cast; our patch strips it."""
     from datajoint.adapters.postgres import PostgreSQLAdapter
 
-    row = {"column_name": "engine", "data_type": "character varying", "udt_name": "varchar",
-           "is_nullable": "NO", "column_default": "'py''torch'::character varying",
-           "character_maximum_length": 16}
+    row = {
+        "column_name": "engine",
+        "data_type": "character varying",
+        "udt_name": "varchar",
+        "is_nullable": "NO",
+        "column_default": "'py''torch'::character varying",
+        "character_maximum_length": 16,
+    }
     patched = PostgreSQLAdapter.parse_column_info(None, row)
     assert patched["default"] == "py'torch"
     assert database._PG_CAST.match("'a'::character varying")

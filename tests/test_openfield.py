@@ -10,8 +10,8 @@ import stat
 
 import numpy as np
 import pytest
-
 from conftest import FAST_TRAINING
+
 from workflow_deeplabcut import dlc, synthetic, video
 from workflow_deeplabcut.settings import to_relative
 
@@ -59,15 +59,22 @@ def trained_openfield(pipeline, project):
     idx = train.TrainingParamSet.insert_new_params("openfield, one epoch", params)
     train.VideoSet.insert1({"video_set_id": 2})
     train.VideoSet.File.insert1(
-        {"video_set_id": 2, "file_id": 0,
-         "file_path": to_relative(project / "labeled-data" / "m4s1" / "CollectedData_Pranav.h5")}
+        {
+            "video_set_id": 2,
+            "file_id": 0,
+            "file_path": to_relative(project / "labeled-data" / "m4s1" / "CollectedData_Pranav.h5"),
+        }
     )
     key = {"video_set_id": 2, "paramset_idx": idx, "training_id": 1}
     train.TrainingTask.insert1({**key, "project_path": to_relative(project)})
     result = train.ModelTraining.populate(key, suppress_errors=True)
     assert not result["error_list"], result["error_list"]
     pipeline.model.Model.insert_new_model(
-        "openfield", project, shuffle=1, trainingsetindex=0, paramset_idx=idx,
+        "openfield",
+        project,
+        shuffle=1,
+        trainingsetindex=0,
+        paramset_idx=idx,
     )
     return key
 
@@ -120,6 +127,4 @@ def test_inference_then_load(pipeline, project, trained_openfield, new_session, 
     loaded_key = model.PoseEstimationTask.generate(second, "openfield")
     assert (model.PoseEstimationTask & loaded_key).fetch1("task_mode") == "load"
     model.PoseEstimation.populate(loaded_key)
-    np.testing.assert_array_equal(
-        model.PoseEstimation.get_trajectory(loaded_key).to_numpy(), traj.to_numpy()
-    )
+    np.testing.assert_array_equal(model.PoseEstimation.get_trajectory(loaded_key).to_numpy(), traj.to_numpy())

@@ -616,7 +616,7 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
     levels = list(columns.names)
     values = data.to_numpy()
     n = len(data)
-    frame_index = np.arange(n, dtype=np.int64)
+    frame_index = np.arange(n, dtype=np.int32)  # 2**31 frames is 2 years at 30 fps
     positions: dict = {}
     for col, name in enumerate(columns):
         named = dict(zip(levels, name, strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import datajoint as dj
 import numpy as np
@@ -460,7 +460,7 @@ class PoseEstimation(dj.Computed):
         individual: varchar(32)  # 'individual_0' in single-animal projects
         -> Model.BodyPart
         ---
-        frame_index: <npy@workflow_dlc>  # int64 frame numbers
+        frame_index: <npy@workflow_dlc>  # int32 frame numbers
         x_pos: <npy@workflow_dlc>  # px
         y_pos: <npy@workflow_dlc>  # px
         z_pos=null: <npy@workflow_dlc>  # 3D only
@@ -478,18 +478,18 @@ class PoseEstimation(dj.Computed):
         model = (Model & key).fetch1()
         model.pop("config_template")
         parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
-        videos = [str(p) for p in VideoRecording.video_paths(key)]
+        files = sorted((VideoRecording.File & key).to_dicts(), key=lambda r: r["file_id"])
+        videos = [r["file_path"] for r in files]  # relative: load mode needs only their names
         nframes = (RecordingInfo & key).fetch1("nframes")
         return task, model, parts, videos, nframes
 
     def make_compute(self, key, task, model, parts, videos, nframes):
         """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction."""
         output_dir = PoseEstimationTask.output_dir(key)
-        videos = [Path(v) for v in videos]
         if task["task_mode"] == "trigger":
             dlc.analyze(
                 dlc.config_path_of(find_full_path(model["project_path"])),
-                videos,
+                [find_full_path(v) for v in videos],
                 output_dir,
                 shuffle=model["shuffle"],
                 trainingsetindex=model["trainingsetindex"],
@@ -497,7 +497,7 @@ class PoseEstimation(dj.Computed):
                 modelprefix=model["model_prefix"],
                 params=task["pose_estimation_params"] or {},
             )
-        out = dlc.read_outputs(output_dir, [v.stem for v in videos])
+        out = dlc.read_outputs(output_dir, [PurePosixPath(v).stem for v in videos])
         if out.body_parts != set(parts):
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} hold body parts {sorted(out.body_parts)} but model "
@@ -573,7 +573,7 @@ class PoseEstimation(dj.Computed):
                 individual = (row["individual"],) if multi else ()
                 columns.append((match["model_name"], *individual, row["body_part"], coord))
         names = ["scorer", *(["individuals"] if multi else []), "bodyparts", "coords"]
-        index = _load(rows[0]["frame_index"]) if rows else np.array([], dtype=np.int64)
+        index = _load(rows[0]["frame_index"]) if rows else np.array([], dtype=np.int32)
         return pd.DataFrame(
             np.column_stack(arrays) if arrays else np.empty((len(index), 0)),
             index=pd.Index(index, name="frame_index"),
