@@ -165,7 +165,8 @@ def main() -> int:
         for name, values, goal in (("ingest", ingest, 3.0), ("get_trajectory", fetch, 1.5)):
             ratio = min(values) / base
             print(
-                f"{name:15s} min {min(values) * 1e3:8.1f} ms   median {statistics.median(values) * 1e3:8.1f} ms"
+                f"{name:15s} min {min(values) * 1e3:8.1f} ms   "
+                f"median {statistics.median(values) * 1e3:8.1f} ms"
                 f"   ratio {ratio:5.2f}x read_hdf   goal <= {goal}x  {'OK' if ratio <= goal else 'MISSED'}"
             )
         print(

@@ -91,7 +91,8 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    return f"workflow-deeplabcut backend: {BACKEND}; prefix {os.environ['WORKFLOW_DLC_PREFIX']}; work dir {_WORKDIR}"
+    prefix = os.environ["WORKFLOW_DLC_PREFIX"]
+    return f"workflow-deeplabcut backend: {BACKEND}; prefix {prefix}; work dir {_WORKDIR}"
 
 
 def pytest_unconfigure(config):

