@@ -1,0 +1,78 @@
+"""The workflow-deeplabcut command, through its entry point."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import PROJECT_ROOT
+from workflow_deeplabcut.cli import app
+
+runner = CliRunner()
+
+
+def _commands(typer_app, prefix=()):
+    import typer.main
+
+    group = typer.main.get_command(typer_app)
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            for sub in command.commands:
+                yield (*prefix, name, sub)
+        else:
+            yield (*prefix, name)
+
+
+def test_every_command_has_help_with_an_example():
+    commands = list(_commands(app))
+    assert ("demo",) in commands and ("db", "status") in commands
+    for command in commands:
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0, command
+        assert "Example: workflow-deeplabcut" in result.output, command
+        assert " ".join(command) in result.output.split("Example:")[1], command
+
+
+def test_db_status_json(pipeline):
+    result = runner.invoke(app, ["db", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["kind"] == "embedded" and info["running"] is True and info["size_bytes"] > 0
+    assert "password" not in result.output.lower()
+
+
+def run_cli(*args, timeout=900):
+    return subprocess.run(
+        [sys.executable, "-m", "workflow_deeplabcut.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        timeout=timeout,
+    )
+
+
+@pytest.mark.dlc
+def test_demo_runs_then_reuses(workdir):
+    first = run_cli("demo", "--directory", str(workdir / "demo"), "--epochs", "30")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Median error against the ground truth, head" in first.stdout
+    errors = [
+        float(line.rsplit(":", 1)[1].split()[0])
+        for line in first.stdout.splitlines()
+        if line.startswith("Median error")
+    ]
+    assert len(errors) == 2 and max(errors) < 3
+    plots = list((workdir / "demo" / "processed").rglob("trajectory.png"))
+    assert len(plots) == 1 and plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(plots[0]).size == (500, 500)
+    second = run_cli("demo", "--directory", str(workdir / "demo"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Training a small" in second.stdout  # the step is visited...
+    assert "Generating a synthetic video" not in second.stdout  # ...but nothing is remade
+    assert "Saving results" not in second.stdout  # DeepLabCut did not run again
