@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import PROJECT_ROOT
 from typer.testing import CliRunner
 
-from conftest import PROJECT_ROOT
 from workflow_deeplabcut.cli import app
 
 runner = CliRunner()
