@@ -42,7 +42,9 @@ BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
 # The server runs skip what is about the embedded database only, the slow real-data example
 # (it exercises DeepLabCut, not the backend) and the runner of the server runs itself.
 collect_ignore = (
-    [] if BACKEND == "embedded" else ["test_backends.py", "test_database.py", "test_openfield.py"]
+    []
+    if BACKEND == "embedded"
+    else ["test_backends.py", "test_database.py", "test_openfield.py", "test_cli.py"]
 )
 
 #: Small, fast, offline DeepLabCut training (see shared notes: resnet10t, no crop sampling).

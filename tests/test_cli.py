@@ -57,7 +57,8 @@ def run_cli(*args, timeout=900):
 
 @pytest.mark.dlc
 def test_demo_runs_then_reuses(workdir):
-    first = run_cli("demo", "--directory", str(workdir / "demo"), "--epochs", "30")
+    prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "demo_"  # this run's own: runs may share a server
+    first = run_cli("demo", "--directory", str(workdir / "demo"), "--epochs", "30", "--prefix", prefix)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Median error against the ground truth, head" in first.stdout
     errors = [
@@ -71,7 +72,7 @@ def test_demo_runs_then_reuses(workdir):
     from PIL import Image
 
     assert Image.open(plots[0]).size == (500, 500)
-    second = run_cli("demo", "--directory", str(workdir / "demo"))
+    second = run_cli("demo", "--directory", str(workdir / "demo"), "--prefix", prefix)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Training a small" in second.stdout  # the step is visited...
     assert "Generating a synthetic video" not in second.stdout  # ...but nothing is remade

@@ -29,6 +29,7 @@ def demo(
     directory: Path = typer.Option(None, help="Where to write the demo data [default: <data home>/demo]."),
     fresh: bool = typer.Option(False, "--fresh", help="Start clean: delete the demo's rows and folder."),
     epochs: int = typer.Option(30, min=1, help="Training epochs."),
+    prefix: str = typer.Option("workflow_dlc_demo_", help="Schema prefix of the demo's own tables."),
 ) -> None:
     """Run the whole pipeline on a generated example, on the embedded database.
 
@@ -43,7 +44,11 @@ def demo(
 
     try:
         report = run_demo(
-            directory, fresh=fresh, epochs=epochs, progress=lambda m: console.print(f"[cyan]>[/cyan] {m}")
+            directory,
+            fresh=fresh,
+            epochs=epochs,
+            prefix=prefix,
+            progress=lambda m: console.print(f"[cyan]>[/cyan] {m}"),
         )
     except database.DatabaseUnreachableError as err:
         _fail(str(err))

@@ -58,7 +58,35 @@ def _patch_postgres_defaults() -> None:
     PostgreSQLAdapter.parse_column_info = parse_column_info
 
 
+def _patch_deterministic_topo_sort() -> None:
+    """Make DataJoint's topological table order deterministic (work around DataJoint 2.3.5).
+
+    DataJoint sorts tables with ``networkx.topological_sort``, whose order between independent
+    tables follows the order the database happened to list them in, so
+    ``schema.list_tables()`` varied between runs. Feeding it the graph with nodes and edges in
+    sorted order makes the order a function of the schema alone (ties broken by table name).
+    """
+    import networkx as nx
+    from datajoint import dependencies
+
+    original = dependencies.topo_sort
+    if getattr(original, "_workflow_dlc_patched", False):
+        return
+
+    def topo_sort(graph):
+        ordered = nx.MultiDiGraph()
+        ordered.add_nodes_from(sorted(graph.nodes(data=True), key=lambda node: node[0]))
+        ordered.add_edges_from(
+            sorted(graph.edges(keys=True, data=True), key=lambda e: (e[0], e[1], str(e[2])))
+        )
+        return original(ordered)
+
+    topo_sort._workflow_dlc_patched = True
+    dependencies.topo_sort = topo_sort
+
+
 _patch_postgres_defaults()
+_patch_deterministic_topo_sort()
 
 
 class DatabaseUnreachableError(ConnectionError):
