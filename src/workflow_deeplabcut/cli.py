@@ -124,6 +124,122 @@ def db_stop() -> None:
     console.print("Stopped." if database.stop_embedded() else "It was not running.")
 
 
+def parse_key(items: list[str] | None) -> dict:
+    """Turn ``["subject=m1", "recording_id=1"]`` into a key dict (integers become ``int``)."""
+    key = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE (e.g. subject=m1)")
+        key[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return key
+
+
+def _pipeline():
+    """Connect, turning an unreachable server into a clean error."""
+    from . import database
+
+    try:
+        from . import pipeline
+    except database.DatabaseUnreachableError as err:
+        _fail(str(err))
+    return pipeline
+
+
+TablesOption = typer.Option(None, "--table", "-t", help="Only this computed table (repeatable).")
+KeyOption = typer.Option(None, "--key", "-k", help="Restrict to NAME=VALUE (repeatable).")
+
+
+@app.command("run")
+def run_command(
+    tables: list[str] = TablesOption,
+    key: list[str] = KeyOption,
+    reserve: bool = typer.Option(False, "--reserve", help="Reserve jobs, to run beside workers."),
+) -> None:
+    """Populate every computed table in dependency order; errors are collected, then summarised.
+
+    Example: workflow-deeplabcut run --table PoseEstimation --key subject=m1
+    """
+    from . import processing
+
+    _pipeline()
+    try:
+        results = processing.run(tables, parse_key(key) or None, reserve_jobs=reserve)
+    except ValueError as err:
+        _fail(str(err))
+    summary = Table(title="run")
+    for column in ("table", "computed", "errors"):
+        summary.add_column(column)
+    for result in results:
+        summary.add_row(result.table, str(result.success), str(len(result.errors)))
+    console.print(summary)
+    for result in results:
+        for failed_key, message in result.errors:
+            console.print(f"[red]{result.table}[/red] {failed_key}: {message}")
+    if any(r.errors for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    tables: list[str] = TablesOption,
+    sleep: float = typer.Option(30.0, help="Seconds to wait when there is no work."),
+    max_jobs: int = typer.Option(None, "--max-jobs", min=1, help="Stop after this many jobs."),
+    once: bool = typer.Option(False, "--once", help="Stop when no work is left (batch schedulers)."),
+    orphan_timeout: float = typer.Option(
+        None, help="Also recover reservations older than this many seconds (hung workers)."
+    ),
+) -> None:
+    """Process jobs with DataJoint's job reservation until stopped (one per cluster node).
+
+    SIGTERM/SIGINT abort the job in progress and put it back to pending. Reservations of
+    killed workers are recovered at the start of every round.
+
+    Example: workflow-deeplabcut worker --once --max-jobs 10
+    """
+    from . import processing
+
+    _pipeline()
+    done = processing.worker(
+        tables,
+        sleep=sleep,
+        max_jobs=max_jobs,
+        once=once,
+        orphan_timeout=orphan_timeout,
+        report=lambda m: console.print(m),
+    )
+    console.print(f"worker finished: {done} job(s) done")
+
+
+@app.command()
+def status(
+    tables: list[str] = TablesOption,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Show, per computed table, keys done, pending, reserved and failed (with each error).
+
+    Example: workflow-deeplabcut status --json
+    """
+    from . import processing
+
+    _pipeline()
+    rows = processing.status(tables)
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    table = Table(title="status")
+    for column in ("table", "done", "pending", "reserved", "errors"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for row in rows:
+        table.add_row(
+            row["table"], str(row["done"]), str(row["pending"]), str(row["reserved"]), str(len(row["errors"]))
+        )
+    console.print(table)
+    for row in rows:
+        for error in row["errors"]:
+            console.print(f"[red]{row['table']}[/red] {error['key']}: {error['message']}")
+
+
 def main() -> None:
     """Entry point of the ``workflow-deeplabcut`` command."""
     app()

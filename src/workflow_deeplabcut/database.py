@@ -85,8 +85,31 @@ def _patch_deterministic_topo_sort() -> None:
     dependencies.topo_sort = topo_sort
 
 
+def _patch_job_table_datetime() -> None:
+    """Let job tables declare on PostgreSQL for tables keyed by a datetime (DataJoint 2.3.5).
+
+    A job table copies its target's key attributes by their heading type; on PostgreSQL a
+    ``datetime`` key (e.g. ``session_datetime``) reads back as ``timestamp without time
+    zone``, which DataJoint's parser rejects, so ``populate(reserve_jobs=True)`` failed for
+    every table below ``session.Session``. The type is given back as ``datetime``.
+    """
+    from datajoint.jobs import Job
+
+    original = Job._get_fk_derived_pk_attrs
+    if getattr(original, "_workflow_dlc_patched", False):
+        return
+
+    def _get_fk_derived_pk_attrs(self):
+        renamed = {"timestamp without time zone": "datetime"}
+        return [(name, renamed.get(dtype, dtype)) for name, dtype in original(self)]
+
+    _get_fk_derived_pk_attrs._workflow_dlc_patched = True
+    Job._get_fk_derived_pk_attrs = _get_fk_derived_pk_attrs
+
+
 _patch_postgres_defaults()
 _patch_deterministic_topo_sort()
+_patch_job_table_datetime()
 
 
 class DatabaseUnreachableError(ConnectionError):

@@ -1,0 +1,148 @@
+"""Distributed processing: several workers, one database, every key computed exactly once.
+
+Runs on every backend (the embedded PostgreSQL, and from test_backends.py on the PostgreSQL
+and MariaDB servers). Workers are real ``workflow-deeplabcut worker`` processes.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PROJECT_ROOT
+
+from workflow_deeplabcut import synthetic
+
+N_JOBS = 12
+PARTS = ["nose", "left_ear", "right_ear"]
+
+
+def start_worker(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "workflow_deeplabcut.cli", "worker", "--table", "PoseEstimation", *args],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def jobs_done(output: str) -> int:
+    return int(re.search(r"worker finished: (\d+) job", output).group(1))
+
+
+@pytest.fixture
+def batch(pipeline, new_session, camera, processed_root):
+    """N_JOBS load-mode pose estimations of DeepLabCut outputs (20,000 frames each)."""
+    model = pipeline.model
+    model.BodyPart.insert([{"body_part": p} for p in PARTS], skip_duplicates=True)
+    model.Model.insert1(
+        {
+            "model_name": "batch",
+            "task": "batch",
+            "date": "Jan1",
+            "iteration": 0,
+            "snapshotindex": 0,
+            "shuffle": 1,
+            "trainingsetindex": 0,
+            "scorer": "DLC_batch",
+            "config_template": {},
+            "project_path": "batch-project",
+        }
+    )
+    model.Model.BodyPart.insert([{"model_name": "batch", "body_part": p} for p in PARTS])
+    session = new_session("batch")
+    keys = []
+    for i in range(N_JOBS):
+        rec = {**session, "recording_id": i}
+        model.VideoRecording.insert1({**rec, "device": camera})
+        model.VideoRecording.File.insert1({**rec, "file_id": 0, "file_path": f"batch/rec{i}.mp4"})
+        model.RecordingInfo.insert1(
+            {
+                **rec,
+                "px_height": 480,
+                "px_width": 640,
+                "nframes": 20_000,
+                "fps": 30.0,
+                "recording_duration": 20_000 / 30,
+            },
+            allow_direct_insert=True,
+        )
+        synthetic.write_dlc_outputs(processed_root / "batch" / f"rec{i}", f"rec{i}", PARTS, 20_000, seed=i)
+        model.PoseEstimationTask.insert1(
+            {**rec, "model_name": "batch", "task_mode": "load", "pose_estimation_output_dir": f"batch/rec{i}"}
+        )
+        keys.append({**rec, "model_name": "batch"})
+    yield keys
+    (model.Model & {"model_name": "batch"}).delete(prompt=False)
+
+
+def test_workers_compute_every_key_once(pipeline, batch):
+    model = pipeline.model
+    workers = [start_worker("--once") for _ in range(3)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in outputs]
+    done = [jobs_done(out) for out, _ in outputs]
+    assert sum(done) == N_JOBS, done  # no key twice, none lost
+    assert len(model.PoseEstimation & batch) == N_JOBS
+    assert len(model.PoseEstimation.BodyPartPosition & batch) == N_JOBS * len(PARTS)
+    jobs = model.PoseEstimation.jobs
+    assert not jobs.reserved & batch and not jobs.errors & batch
+
+
+def wait_for_reservation(table, key, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if table.jobs.reserved & key:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no worker reserved {key} within {timeout} s")
+
+
+@pytest.mark.dlc
+def test_interrupted_and_killed_workers(pipeline, new_session, camera, synthetic_video, model_name):
+    """SIGTERM puts the job back; SIGKILL leaves a reservation that is recovered; nothing partial."""
+    from workflow_deeplabcut import processing
+
+    model = pipeline.model
+    rec = model.VideoRecording.insert_recording(new_session("kill"), 1, camera, [synthetic_video])
+    model.RecordingInfo.populate(rec)
+    key = model.PoseEstimationTask.generate(rec, model_name, task_mode="trigger")
+
+    # SIGTERM while DeepLabCut works: the job goes back to pending, the worker exits cleanly.
+    proc = start_worker("--once")
+    wait_for_reservation(model.PoseEstimation, key)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "1 interrupted job(s) put back to pending" in out
+    assert not model.PoseEstimation & key
+    assert model.PoseEstimation.jobs.pending & key
+
+    # SIGKILL: no chance to clean up; the reservation stays until recovered.
+    proc = start_worker("--once")
+    wait_for_reservation(model.PoseEstimation, key)
+    time.sleep(2)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not model.PoseEstimation & key and not model.PoseEstimation.BodyPartPosition & key
+    assert model.PoseEstimation.jobs.reserved & key
+    deadline = time.time() + 30
+    recovered = 0
+    while not recovered and time.time() < deadline:  # the server notices the dead connection
+        recovered = processing.recover_orphans(["PoseEstimation"])
+        time.sleep(0.5)
+    assert recovered == 1
+    assert model.PoseEstimation.jobs.pending & key
+
+    # A new worker finishes the job.
+    proc = start_worker("--once")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert model.PoseEstimation & key
+    assert len(model.PoseEstimation.BodyPartPosition & key) == 2
