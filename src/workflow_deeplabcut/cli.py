@@ -240,6 +240,37 @@ def status(
             console.print(f"[red]{row['table']}[/red] {error['key']}: {error['message']}")
 
 
+@app.command()
+def ingest(
+    path: Path = typer.Argument(..., help="A directory of CSV/YAML files, or one file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check only; write nothing."),
+) -> None:
+    """Ingest subjects, sessions, recordings, training sets, params, models and pose tasks.
+
+    Every file is checked first and every problem reported (file:line: column: why); only
+    then is everything written, in one transaction. Re-ingesting the same files is a no-op.
+    File formats: see the README ("Describe your experiments in files").
+
+    Example: workflow-deeplabcut ingest ./metadata --dry-run
+    """
+    from . import ingest as ingest_module
+
+    _pipeline()
+    try:
+        result = ingest_module.ingest(path, dry_run=dry_run)
+    except ingest_module.IngestError as err:
+        console.print(f"[red]{len(err.problems)} problem(s); nothing was written:[/red]")
+        for problem in err.problems:
+            typer.echo(f"  {problem}")  # one line each, never wrapped: people grep these
+        raise typer.Exit(1) from None
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    verb = "would insert" if dry_run else "inserted"
+    counts = result.counts()
+    console.print(f"{verb}: " + (", ".join(f"{n} {t}" for t, n in counts.items()) or "nothing"))
+    console.print(f"unchanged rows skipped: {result.skipped}")
+
+
 def main() -> None:
     """Entry point of the ``workflow-deeplabcut`` command."""
     app()

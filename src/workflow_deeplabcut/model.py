@@ -216,6 +216,44 @@ class Model(dj.Manual):
         dict
             The model's primary key.
         """
+        row, parts = cls.build_model(
+            model_name,
+            dlc_config,
+            shuffle=shuffle,
+            trainingsetindex=trainingsetindex,
+            model_description=model_description,
+            model_prefix=model_prefix,
+            paramset_idx=paramset_idx,
+            params=params,
+        )
+        if prompt:
+            print("\n".join(f"{k}: {v}" for k, v in row.items() if k != "config_template"))
+            print(f"body parts: {parts}")
+            if input("Insert this model? [y/N] ").strip().lower() != "y":
+                print("Nothing inserted.")
+                return {}
+        with cls.connection.transaction:
+            cls.insert_built(row, parts)
+        return {"model_name": model_name}
+
+    @classmethod
+    def build_model(
+        cls,
+        model_name: str,
+        dlc_config,
+        *,
+        shuffle: int,
+        trainingsetindex: int,
+        model_description: str = "",
+        model_prefix: str = "",
+        paramset_idx: int | None = None,
+        params: dict | None = None,
+    ) -> tuple[dict, list[str]]:
+        """Check a model and compute its row and body parts, writing nothing.
+
+        Same parameters as :meth:`insert_new_model`; returns ``(row, body_parts)`` for
+        :meth:`insert_built`.
+        """
         cfg, project = _config_dict(dlc_config)
         cfg = cfg | dict(params or {}) | {"project_path": str(project)}
         engine = str(cfg.get("engine") or "pytorch")
@@ -249,38 +287,32 @@ class Model(dj.Manual):
             "model_description": model_description,
             "paramset_idx": paramset_idx,
         }
-        unique = {
-            k: row[k]
-            for k in (
-                "project_path",
-                "task",
-                "date",
-                "iteration",
-                "shuffle",
-                "snapshotindex",
-                "trainingsetindex",
-                "engine",
-                "model_prefix",
-            )
-        }
+        unique_attrs = (
+            "project_path",
+            "task",
+            "date",
+            "iteration",
+            "shuffle",
+            "snapshotindex",
+            "trainingsetindex",
+            "engine",
+            "model_prefix",
+        )
+        unique = {k: row[k] for k in unique_attrs}
         if cls & unique:
             other = (cls & unique).keys()[0]["model_name"]
             raise dj.errors.DuplicateError(
                 f"This DeepLabCut model (shuffle {shuffle}, snapshot {snapshot.name}) is already "
                 f"registered as {other!r}; use that name."
             )
-        parts = dlc.body_parts(cfg)
-        if prompt:
-            print("\n".join(f"{k}: {v}" for k, v in row.items() if k != "config_template"))
-            print(f"body parts: {parts}")
-            if input("Insert this model? [y/N] ").strip().lower() != "y":
-                print("Nothing inserted.")
-                return {}
-        with cls.connection.transaction:
-            BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
-            cls.insert1(row)
-            cls.BodyPart.insert([{"model_name": model_name, "body_part": bp} for bp in parts])
-        return {"model_name": model_name}
+        return row, dlc.body_parts(cfg)
+
+    @classmethod
+    def insert_built(cls, row: dict, parts: list[str]) -> None:
+        """Insert a row from :meth:`build_model` with its body parts (call inside a transaction)."""
+        BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
+        cls.insert1(row)
+        cls.BodyPart.insert([{"model_name": row["model_name"], "body_part": bp} for bp in parts])
 
     @classmethod
     def project_config(cls, key: dict) -> Path:
