@@ -30,4 +30,8 @@ if ! up 3306; then
   wait_up 3306 || { echo "MariaDB did not start"; exit 1; }
   as_root mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED BY ''; FLUSH PRIVILEGES;" || true
 fi
+if ! command -v dot >/dev/null; then
+  echo "installing Graphviz (the diagram tests draw SVG and PNG)"
+  apt_install graphviz || echo "Graphviz could not be installed; diagrams fall back to Mermaid"
+fi
 echo "database servers: PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306 answer"

@@ -77,3 +77,52 @@ def test_demo_runs_then_reuses(workdir):
     assert "Training a small" in second.stdout  # the step is visited...
     assert "Generating a synthetic video" not in second.stdout  # ...but nothing is remade
     assert "Saving results" not in second.stdout  # DeepLabCut did not run again
+
+
+@pytest.fixture
+def loaded_estimation(pipeline, new_session, camera, synthetic_video, model_name):
+    """A pose estimation imported in load mode from DeepLabCut-layout files."""
+    from workflow_deeplabcut import synthetic
+
+    model = pipeline.model
+    rec = model.VideoRecording.insert_recording(new_session("exp"), 1, camera, [synthetic_video])
+    model.RecordingInfo.populate(rec)
+    key = {**rec, "model_name": model_name}
+    folder = model.PoseEstimationTask.infer_output_dir(key, mkdir=True)
+    synthetic.write_dlc_outputs(folder, "synthetic", list(synthetic.BODY_PARTS), 300, seed=3)
+    model.PoseEstimationTask.generate(rec, model_name)
+    model.PoseEstimation.populate(key)
+    return key
+
+
+def test_export_trajectory(pipeline, loaded_estimation, tmp_path):
+    import pandas as pd
+
+    args = [f"{k}={v}" for k, v in loaded_estimation.items()]
+    expected = pipeline.model.PoseEstimation.get_trajectory(loaded_estimation)
+    for name in ("out.h5", "out.csv"):
+        result = runner.invoke(app, ["export-trajectory", *args, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    h5 = pd.read_hdf(tmp_path / "out.h5", "df_with_missing")
+    pd.testing.assert_frame_equal(h5, expected)
+    csv = pd.read_csv(tmp_path / "out.csv", header=[0, 1, 2], index_col=0)
+    assert csv.shape == expected.shape and list(csv.columns) == list(expected.columns)
+    assert abs(csv.to_numpy() - expected.to_numpy()).max() < 1e-9
+    missing = runner.invoke(app, ["export-trajectory", "subject=nobody", "-o", str(tmp_path / "x.csv")])
+    assert missing.exit_code == 1 and "No pose estimation matches {'subject': 'nobody'}" in missing.output
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_diagram(pipeline, tmp_path, monkeypatch):
+    from PIL import Image
+
+    result = runner.invoke(app, ["diagram", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    image = Image.open(tmp_path / "p.png")
+    assert image.format == "PNG" and image.size[0] > 200 and image.size[1] > 200
+    assert runner.invoke(app, ["diagram", str(tmp_path / "p.svg")]).exit_code == 0
+    assert "<svg" in (tmp_path / "p.svg").read_text() and "PoseEstimation" in (tmp_path / "p.svg").read_text()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Graphviz: Mermaid text instead
+    result = runner.invoke(app, ["diagram", str(tmp_path / "q.png")])
+    assert result.exit_code == 0 and "Mermaid text instead" in result.output
+    assert "flowchart" in (tmp_path / "q.mmd").read_text() and not (tmp_path / "q.png").exists()

@@ -271,6 +271,42 @@ def ingest(
     console.print(f"unchanged rows skipped: {result.skipped}")
 
 
+@app.command("export-trajectory")
+def export_trajectory(
+    key: list[str] = typer.Argument(..., help="NAME=VALUE pairs naming one pose estimation."),
+    output: Path = typer.Option(..., "--output", "-o", help="A .csv or .h5 file."),
+) -> None:
+    """Write one pose estimation in DeepLabCut's layout (CSV or HDF5).
+
+    Example: workflow-deeplabcut export-trajectory subject=m1 recording_id=1 model_name=v1 -o m1.h5
+    """
+    from . import export
+
+    _pipeline()
+    try:
+        path = export.export_trajectory(parse_key(key), output)
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def diagram(output: Path = typer.Argument(Path("pipeline.svg"), help="A .svg, .png or .mmd file.")) -> None:
+    """Draw the pipeline's tables and dependencies (Mermaid text where Graphviz is absent).
+
+    Example: workflow-deeplabcut diagram pipeline.png
+    """
+    from . import export
+
+    _pipeline()
+    try:
+        path = export.write_diagram(output)
+    except ValueError as err:
+        _fail(str(err))
+    note = " (Graphviz's dot was not found: Mermaid text instead)" if path.suffix != output.suffix else ""
+    console.print(f"wrote {path}{note}")
+
+
 def main() -> None:
     """Entry point of the ``workflow-deeplabcut`` command."""
     app()
