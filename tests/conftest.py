@@ -44,7 +44,7 @@ BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
 collect_ignore = (
     []
     if BACKEND == "embedded"
-    else ["test_backends.py", "test_database.py", "test_openfield.py", "test_cli.py"]
+    else ["test_backends.py", "test_database.py", "test_openfield.py", "test_cli.py", "test_notebooks.py"]
 )
 
 #: Small, fast, offline DeepLabCut training (see shared notes: resnet10t, no crop sampling).

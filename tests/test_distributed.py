@@ -146,3 +146,24 @@ def test_interrupted_and_killed_workers(pipeline, new_session, camera, synthetic
     assert proc.returncode == 0, err[-2000:]
     assert model.PoseEstimation & key
     assert len(model.PoseEstimation.BodyPartPosition & key) == 2
+
+
+def test_run_and_status_commands(pipeline, batch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut.cli import app
+
+    runner = CliRunner()
+    subject = batch[0]["subject"]
+    before = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).output)
+    assert before[0]["table"] == "PoseEstimation" and before[0]["pending"] >= N_JOBS
+    result = runner.invoke(app, ["run", "--table", "PoseEstimation", "--key", f"subject={subject}"])
+    assert result.exit_code == 0, result.output
+    assert len(pipeline.model.PoseEstimation & batch) == N_JOBS
+    after = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).output)
+    assert after[0]["done"] == before[0]["done"] + N_JOBS
+    assert after[0]["pending"] == before[0]["pending"] - N_JOBS
+    bad = runner.invoke(app, ["status", "--table", "NoSuchTable"])
+    assert bad.exit_code == 1 and "Unknown table(s) ['NoSuchTable']; choose from" in bad.output

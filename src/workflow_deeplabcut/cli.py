@@ -200,6 +200,10 @@ def worker(
     from . import processing
 
     _pipeline()
+    try:
+        processing.select_tables(tables)
+    except ValueError as err:
+        _fail(str(err))
     done = processing.worker(
         tables,
         sleep=sleep,
@@ -223,7 +227,10 @@ def status(
     from . import processing
 
     _pipeline()
-    rows = processing.status(tables)
+    try:
+        rows = processing.status(tables)
+    except ValueError as err:
+        _fail(str(err))
     if as_json:
         print(json.dumps(rows, indent=1, default=str))
         return

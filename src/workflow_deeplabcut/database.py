@@ -85,13 +85,14 @@ def _patch_deterministic_topo_sort() -> None:
     dependencies.topo_sort = topo_sort
 
 
-def _patch_job_table_datetime() -> None:
+def _patch_job_table_types() -> None:
     """Let job tables declare on PostgreSQL for tables keyed by a datetime (DataJoint 2.3.5).
 
     A job table copies its target's key attributes by their heading type; on PostgreSQL a
     ``datetime`` key (e.g. ``session_datetime``) reads back as ``timestamp without time
     zone``, which DataJoint's parser rejects, so ``populate(reserve_jobs=True)`` failed for
-    every table below ``session.Session``. The type is given back as ``datetime``.
+    every table below ``session.Session``; integer keys read back as native ``integer`` or
+    ``smallint`` and warn. Each type is given back as the core type it was declared as.
     """
     from datajoint.jobs import Job
 
@@ -100,7 +101,15 @@ def _patch_job_table_datetime() -> None:
         return
 
     def _get_fk_derived_pk_attrs(self):
-        renamed = {"timestamp without time zone": "datetime"}
+        renamed = {
+            "timestamp without time zone": "datetime",
+            "integer": "int32",
+            "smallint": "int16",
+            "bigint": "int64",
+            "double precision": "float64",
+            "real": "float32",
+            "boolean": "bool",
+        }
         return [(name, renamed.get(dtype, dtype)) for name, dtype in original(self)]
 
     _get_fk_derived_pk_attrs._workflow_dlc_patched = True
@@ -109,7 +118,7 @@ def _patch_job_table_datetime() -> None:
 
 _patch_postgres_defaults()
 _patch_deterministic_topo_sort()
-_patch_job_table_datetime()
+_patch_job_table_types()
 
 
 class DatabaseUnreachableError(ConnectionError):

@@ -130,7 +130,7 @@ def status(tables: list[str] | None = None) -> list[dict]:
         rows.append(
             {
                 "table": name,
-                "done": len(table),
+                "done": len(table()),
                 "pending": max(len(todo) - reserved - len(errors), 0),
                 "reserved": reserved,
                 "errors": errors,

@@ -1,0 +1,31 @@
+"""The notebooks run top to bottom (in order) against this run's embedded database."""
+
+import nbformat
+import pytest
+from conftest import PROJECT_ROOT
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+def test_there_are_five_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.dlc
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, pipeline):
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs)
+    if path.stem.startswith("03"):
+        errors = [
+            float(t.split("ground truth ")[1].split()[0]) for t in text.splitlines() if "ground truth" in t
+        ]
+        assert len(errors) == 2 and max(errors) < 3
+    if path.stem.startswith("04"):
+        assert "(nothing: ingest is idempotent)" in text and "problem(s), nothing written" in text
