@@ -126,3 +126,48 @@ def test_diagram(pipeline, tmp_path, monkeypatch):
     result = runner.invoke(app, ["diagram", str(tmp_path / "q.png")])
     assert result.exit_code == 0 and "Mermaid text instead" in result.output
     assert "flowchart" in (tmp_path / "q.mmd").read_text() and not (tmp_path / "q.png").exists()
+
+
+def test_db_start_keeps_running_until_stop(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJ_", "WORKFLOW_DLC_"))}
+    env["WORKFLOW_DLC_EMBEDDED_DIR"] = str(tmp_path / "pg")
+
+    def cli(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "workflow_deeplabcut.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            env=env,
+            timeout=180,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    assert "Embedded PostgreSQL running" in cli("db", "start")
+    assert json.loads(cli("db", "status", "--json"))["running"] is True  # outlived its starter
+    assert "Stopped." in cli("db", "stop")
+    assert json.loads(cli("db", "status", "--json"))["running"] is False
+
+
+def test_unreachable_server_is_a_clear_message():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJ_")}
+    env.update(
+        DJ_HOST="127.0.0.1",
+        DJ_PORT="9",
+        DJ_BACKEND="postgresql",
+        DJ_USER="lab",
+        DJ_PASS="hunter2",
+        WORKFLOW_DLC_DATABASE="server",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "workflow_deeplabcut.cli", "status"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Cannot connect to the postgresql at 127.0.0.1:9 (user lab)" in proc.stdout.replace("\n", " ")
+    assert "Traceback" not in proc.stdout + proc.stderr and "hunter2" not in proc.stdout + proc.stderr
