@@ -66,6 +66,7 @@ FAST_TRAINING = {
 }
 
 _WORKDIR: Path | None = None
+TRAINED: dict = {}  # facts about the synthetic training, read right after it ran
 
 
 def pytest_configure(config):
@@ -214,6 +215,10 @@ def trained(pipeline, synthetic_project):
     train.TrainingTask.insert1({**key, "project_path": to_relative(project)})
     result = train.ModelTraining.populate(key, suppress_errors=True)
     assert not result["error_list"], result["error_list"]
+    # DeepLabCut keeps one snapshotindex per project; later trainings of other shuffles move it.
+    from workflow_deeplabcut import dlc
+
+    TRAINED["config_snapshotindex"] = dlc.read_config(synthetic_project)["snapshotindex"]
     return key
 
 

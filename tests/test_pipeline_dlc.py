@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FAST_TRAINING
+from conftest import FAST_TRAINING, TRAINED
 
 from workflow_deeplabcut import dlc, synthetic
 from workflow_deeplabcut.settings import find_full_path
@@ -56,8 +56,8 @@ def test_training_really_trained(pipeline, trained, synthetic_project):
     snapshot = find_full_path(row["snapshot_path"])
     assert snapshot.name == f"snapshot-{FAST_TRAINING['epochs']:03d}.pt"
     # The project now points inference at the new snapshot.
+    assert TRAINED["config_snapshotindex"] == row["snapshotindex"]
     cfg = dlc.read_config(synthetic_project)
-    assert cfg["snapshotindex"] == row["snapshotindex"]
     folder = dlc.model_folder(cfg, 1, 0)
     assert dlc.list_snapshots(folder)[row["snapshotindex"]] == snapshot
     # The parameters reached DeepLabCut: the backbone was swapped, weights started random.
