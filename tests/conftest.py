@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from workflow_deeplabcut.demo import DEMO_TRAINING
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 OPENFIELD = SHARED_DATA / "openfield-Pranav-2018-10-30"
@@ -48,22 +50,7 @@ collect_ignore = (
 )
 
 #: Small, fast, offline DeepLabCut training (see shared notes: resnet10t, no crop sampling).
-FAST_TRAINING = {
-    "shuffle": 1,
-    "trainingsetindex": 0,
-    "epochs": 30,
-    "batch_size": 4,
-    "save_epochs": 10,
-    "device": "cpu",
-    "backbone": "resnet10t",
-    "seed": 0,
-    "pytorch_cfg_updates": {
-        "data.train.crop_sampling": None,
-        "runner.optimizer.params.lr": 1e-3,
-        "runner.scheduler": None,
-        "runner.eval_interval": 1000,
-    },
-}
+FAST_TRAINING = DEMO_TRAINING
 
 _WORKDIR: Path | None = None
 TRAINED: dict = {}  # facts about the synthetic training, read right after it ran
@@ -159,7 +146,7 @@ def openfield_source() -> Path:
 _counter = iter(range(10**6))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_session(pipeline):
     """Insert a fresh subject and session; return the session key."""
 

@@ -32,24 +32,6 @@ def triggered(pipeline, recording, model_name):
     return key
 
 
-@pytest.fixture(scope="module")
-def new_session(pipeline):
-    # module-scoped twin of conftest's new_session
-    import datetime as dt
-
-    count = iter(range(1000))
-
-    def make(prefix):
-        n = next(count)
-        subject = f"{prefix}{n}"
-        pipeline.subject.Subject.insert1({"subject": subject, "sex": "U", "subject_birth_date": "2024-01-01"})
-        key = {"subject": subject, "session_datetime": dt.datetime(2025, 2, 1, 9, 0, n)}
-        pipeline.session.Session.insert1(key)
-        return key
-
-    return make
-
-
 def test_training_really_trained(pipeline, trained, synthetic_project):
     row = (pipeline.train.ModelTraining & trained).fetch1()
     assert row["latest_snapshot"] == FAST_TRAINING["epochs"]
