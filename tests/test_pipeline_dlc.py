@@ -142,3 +142,18 @@ def test_load_mode_imports_existing_outputs(pipeline, triggered, camera, synthet
     # With two estimations stored, a key must name one.
     with pytest.raises(ValueError, match="matches 2 pose estimations"):
         model.PoseEstimation.get_trajectory({"model_name": model_name, "subject": key["subject"]})
+
+
+def test_trigger_uses_the_models_snapshot(pipeline, recording, model_name, synthetic_project):
+    """A model pinned to an earlier snapshot runs that snapshot; config.yaml is not edited."""
+    model = pipeline.model
+    before = synthetic_project.read_text()
+    model.Model.insert_new_model(
+        "synthetic-epoch10", synthetic_project, shuffle=1, trainingsetindex=0, params={"snapshotindex": 0}
+    )
+    assert (model.Model & {"model_name": "synthetic-epoch10"}).fetch1("scorer").endswith("_snapshot_10")
+    key = model.PoseEstimationTask.generate(recording, "synthetic-epoch10", task_mode="trigger")
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    assert (model.PoseEstimation & key).fetch1("scorer").endswith("_snapshot_10")
+    assert synthetic_project.read_text() == before

@@ -525,21 +525,18 @@ def analyze(
             pass
     output_dir.mkdir(parents=True, exist_ok=True)
     deeplabcut = _import_deeplabcut()
-    previous = cfg["snapshotindex"]
-    edit_config(path, {"snapshotindex": snapshotindex})
-    try:
-        deeplabcut.analyze_videos(
-            str(path),
-            [str(v) for v in videos],
-            shuffle=shuffle,
-            trainingsetindex=trainingsetindex,
-            modelprefix=modelprefix,
-            destfolder=str(output_dir),
-            overwrite=True,
-            **params,
-        )
-    finally:
-        edit_config(path, {"snapshotindex": previous})
+    # The snapshot is passed explicitly: config.yaml is shared by every worker and is not edited.
+    deeplabcut.analyze_videos(
+        str(path),
+        [str(v) for v in videos],
+        shuffle=shuffle,
+        trainingsetindex=trainingsetindex,
+        modelprefix=modelprefix,
+        destfolder=str(output_dir),
+        overwrite=True,
+        snapshot_index=snapshotindex,
+        **params,
+    )
     record.write_text(json.dumps({"signature": signature, "snapshot": snapshot.name}, indent=1))
     return True
 

@@ -530,6 +530,11 @@ class PoseEstimation(dj.Computed):
                 params=task["pose_estimation_params"] or {},
             )
         out = dlc.read_outputs(output_dir, [PurePosixPath(v).stem for v in videos])
+        if task["task_mode"] == "trigger" and out.scorer != model["scorer"]:
+            raise dlc.DLCOutputError(
+                f"DeepLabCut wrote outputs as {out.scorer!r} but model {model['model_name']!r} is "
+                f"{model['scorer']!r}; the project's snapshots changed since registration."
+            )
         if out.body_parts != set(parts):
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} hold body parts {sorted(out.body_parts)} but model "
