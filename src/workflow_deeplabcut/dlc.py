@@ -515,7 +515,8 @@ def analyze(
     path = relocate_project(config)
     cfg = read_config(path)
     snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
-    signature = run_signature(cfg | {"project_path": None}, snapshot, videos, params)
+    # The snapshot itself is hashed; project_path and snapshotindex change without changing results.
+    signature = run_signature(cfg | {"project_path": None, "snapshotindex": None}, snapshot, videos, params)
     record = output_dir / RUN_RECORD
     if record.exists() and json.loads(record.read_text()).get("signature") == signature:
         try:
