@@ -149,11 +149,15 @@ def test_trigger_uses_the_models_snapshot(pipeline, recording, model_name, synth
     model = pipeline.model
     before = synthetic_project.read_text()
     model.Model.insert_new_model(
-        "synthetic-epoch10", synthetic_project, shuffle=1, trainingsetindex=0, params={"snapshotindex": 0}
+        "synthetic-epoch20",
+        synthetic_project,
+        shuffle=1,
+        trainingsetindex=0,
+        params={"snapshotindex": 1},  # test_ingest pins 0
     )
-    assert (model.Model & {"model_name": "synthetic-epoch10"}).fetch1("scorer").endswith("_snapshot_10")
-    key = model.PoseEstimationTask.generate(recording, "synthetic-epoch10", task_mode="trigger")
+    assert (model.Model & {"model_name": "synthetic-epoch20"}).fetch1("scorer").endswith("_snapshot_20")
+    key = model.PoseEstimationTask.generate(recording, "synthetic-epoch20", task_mode="trigger")
     result = model.PoseEstimation.populate(key, suppress_errors=True)
     assert not result["error_list"], result["error_list"]
-    assert (model.PoseEstimation & key).fetch1("scorer").endswith("_snapshot_10")
+    assert (model.PoseEstimation & key).fetch1("scorer").endswith("_snapshot_20")
     assert synthetic_project.read_text() == before
