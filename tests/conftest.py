@@ -226,3 +226,30 @@ def model_name(pipeline, trained, synthetic_project) -> str:
 @pytest.fixture(scope="session")
 def synthetic_video(synthetic_project) -> Path:
     return synthetic_project.parent / "videos" / "synthetic.mp4"
+
+
+# ----------------------------------------------------------------- an imported, corrupted estimate
+@pytest.fixture(scope="session")
+def noisy(pipeline, new_session, camera, raw_root):
+    """A synthetic recording with an imported estimate whose defects are known.
+
+    The estimate (synthetic.noisy_estimate) is written as a DeepLabCut ``.h5`` and imported as
+    a PoseEstimation of the external model ``noisy``. Returns the estimation's key and facts.
+    """
+    from workflow_deeplabcut import synthetic
+
+    model = pipeline.model
+    spec = synthetic.SyntheticSpec()
+    folder = raw_root / "noisy"
+    video = synthetic.make_video(folder, spec)
+    frame, corruption = synthetic.noisy_estimate(spec)
+    h5 = synthetic.write_dlc_h5(frame, folder / "synthetic_DLC_external.h5")
+    recording = model.VideoRecording.insert_recording(new_session("noisy"), 1, camera, [video])
+    model.RecordingInfo.populate(recording)
+    model.Model.insert_external_model(
+        "noisy", list(synthetic.BODY_PARTS), "DeepLabCut", model_description="noisy"
+    )
+    key = model.PoseEstimationTask.generate_import(recording, "noisy", h5, "DeepLabCut")
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    return {"key": key, "spec": spec, "frame": frame, "corruption": corruption, "video": video, "h5": h5}

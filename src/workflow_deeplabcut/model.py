@@ -16,6 +16,9 @@ from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
 
+#: ``Model.engine`` of models registered with :meth:`Model.insert_external_model`.
+EXTERNAL_ENGINE = "external"
+
 
 def _config_dict(dlc_config) -> tuple[dict, Path]:
     """Read a config.yaml path (file or folder) into a checked dict and its project folder."""
@@ -308,6 +311,76 @@ class Model(dj.Manual):
         return row, dlc.body_parts(cfg)
 
     @classmethod
+    def insert_external_model(
+        cls,
+        model_name: str,
+        body_parts: list[str],
+        source_software: str,
+        *,
+        model_description: str = "",
+        scorer: str | None = None,
+    ) -> dict:
+        """Register a model whose outputs were made elsewhere (SLEAP, Lightning Pose, NWB, ...).
+
+        Its estimations are imported (:meth:`PoseEstimationTask.generate_import`), never run.
+        It has ``engine="external"``, ``task`` = the software, ``project_path`` =
+        ``external/<model_name>`` (there is no DeepLabCut project) and zero shuffle, snapshot
+        and iteration. Registering the same name, software and body parts again is a no-op.
+
+        Parameters
+        ----------
+        model_name : str
+            A unique name.
+        body_parts : list of str
+            The body parts (keypoints) its outputs hold.
+        source_software : str
+            The software that made the outputs, e.g. ``SLEAP``.
+        model_description, scorer : str
+            Free text; the scorer recorded with estimations (default: the model name).
+
+        Returns
+        -------
+        dict
+            The model's primary key.
+        """
+        parts = sorted(set(body_parts))
+        if not parts or not all(isinstance(b, str) and 0 < len(b) <= 32 for b in parts):
+            raise ValueError(f"Body parts must be names of 1 to 32 characters, got {body_parts!r}.")
+        key = {"model_name": model_name}
+        if cls & key:
+            row = (cls & key).fetch1("engine", "task")
+            have = sorted(r["body_part"] for r in (cls.BodyPart & key).to_dicts())
+            if row == (EXTERNAL_ENGINE, source_software[:32]) and have == parts:
+                return key
+            raise dj.errors.DuplicateError(
+                f"A model named {model_name!r} exists already (engine {row[0]}, body parts {have}); "
+                "choose another name for these outputs."
+            )
+        row = {
+            "model_name": model_name,
+            "task": source_software[:32],
+            "date": "",
+            "iteration": 0,
+            "snapshotindex": 0,
+            "shuffle": 0,
+            "trainingsetindex": 0,
+            "engine": EXTERNAL_ENGINE,
+            "scorer": scorer or model_name,
+            "config_template": {
+                "engine": EXTERNAL_ENGINE,
+                "source_software": source_software,
+                "bodyparts": parts,
+            },
+            "project_path": f"external/{model_name}",
+            "model_prefix": "",
+            "model_description": model_description,
+            "paramset_idx": None,
+        }
+        with cls.connection.transaction:
+            cls.insert_built(row, parts)
+        return key
+
+    @classmethod
     def insert_built(cls, row: dict, parts: list[str]) -> None:
         """Insert a row from :meth:`build_model` with its body parts (call inside a transaction)."""
         BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
@@ -332,6 +405,11 @@ class ModelEvaluation(dj.Computed):
     train_error_p=null: float64  # train RMSE (px) with p-cutoff
     test_error_p=null: float64  # test RMSE (px) with p-cutoff
     """
+
+    @property
+    def key_source(self):
+        """DeepLabCut models: external models have no project to evaluate."""
+        return Model & {"engine": "pytorch"}
 
     def make_fetch(self, key):
         """Fetch the model's coordinates."""
@@ -473,6 +551,59 @@ class PoseEstimationTask(dj.Manual):
 
     insert_estimation_task = generate
 
+    @classmethod
+    def generate_import(
+        cls,
+        video_recording_key: dict,
+        model_name: str,
+        path: str | Path,
+        software: str,
+        *,
+        loader_params: dict | None = None,
+    ) -> dict:
+        """Insert a task that imports pose data made elsewhere, read with movement's loaders.
+
+        Parameters
+        ----------
+        video_recording_key : dict
+            The ``VideoRecording`` the pose data was estimated on.
+        model_name : str
+            A model registered with :meth:`Model.insert_external_model` (or a DeepLabCut model,
+            for DeepLabCut outputs made outside the pipeline).
+        path : str or Path
+            The file, inside a data root (raw or processed).
+        software : str
+            ``DeepLabCut``, ``SLEAP``, ``LightningPose`` or ``NWB``.
+        loader_params : dict, optional
+            For NWB: ``processing_module_key`` and ``pose_estimation_key``.
+
+        Returns
+        -------
+        dict
+            The task's primary key.
+        """
+        from . import poses
+
+        if software not in poses.EXTERNAL_SOFTWARE:
+            raise ValueError(
+                f"Unknown pose software {software!r}; choose one of {sorted(poses.EXTERNAL_SOFTWARE)}."
+            )
+        key = {**_one_key(VideoRecording, video_recording_key), "model_name": model_name}
+        if not Model & {"model_name": model_name}:
+            raise ValueError(f"No model named {model_name!r}; register it with Model.insert_external_model.")
+        full = Path(path).expanduser().resolve()
+        if not full.is_file():
+            raise FileNotFoundError(f"Pose file {full} does not exist.")
+        params = {
+            "source_file": to_relative(full),
+            "source_software": software,
+            "loader": loader_params or {},
+        }
+        cls.insert1(
+            {**key, "task_mode": "load", "pose_estimation_output_dir": "", "pose_estimation_params": params}
+        )
+        return key
+
 
 @schema
 class PoseEstimation(dj.Computed):
@@ -518,6 +649,14 @@ class PoseEstimation(dj.Computed):
     def make_compute(self, key, task, model, parts, videos, nframes):
         """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction."""
         output_dir = PoseEstimationTask.output_dir(key)
+        source = (task["pose_estimation_params"] or {}).get("source_file")
+        if source is not None:
+            return self._read_import(key, task, model, parts, nframes, output_dir)
+        if model["engine"] == EXTERNAL_ENGINE:
+            raise dlc.DLCConfigError(
+                f"Model {model['model_name']!r} is external ({model['task']}): it cannot run. Import "
+                "its outputs with PoseEstimationTask.generate_import (CLI: import-pose)."
+            )
         if task["task_mode"] == "trigger":
             dlc.analyze(
                 dlc.config_path_of(find_full_path(model["project_path"])),
@@ -558,6 +697,36 @@ class PoseEstimation(dj.Computed):
             for (individual, body_part), arrays in sorted(out.positions.items())
         ]
         return master, positions
+
+    @staticmethod
+    def _read_import(key, task, model, parts, nframes, output_dir):
+        """Read an imported file with movement and check it against the model and recording."""
+        from . import poses
+
+        params = task["pose_estimation_params"]
+        path = find_full_path(params["source_file"])
+        ds = poses.load_external(path, params["source_software"], **params.get("loader", {}))
+        positions = poses.dataset_positions(ds, dlc.SINGLE_INDIVIDUAL)
+        found = sorted({b for _, b in positions})
+        if found != parts:
+            raise dlc.DLCOutputError(
+                f"{path} holds body parts {found} but model {model['model_name']!r} has {parts}; "
+                "register a model with these body parts."
+            )
+        if ds.sizes["time"] != nframes:
+            raise dlc.DLCOutputError(
+                f"{path} has {ds.sizes['time']} frames but the recording has {nframes}: it was made "
+                "from other videos."
+            )
+        output_dir.mkdir(parents=True, exist_ok=True)
+        master = {
+            "pose_estimation_time": _dt.datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0),
+            "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
+            "scorer": model["scorer"],
+            "nframes": nframes,
+        }
+        rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in sorted(positions.items())]
+        return master, rows
 
     def make_insert(self, key, master, positions):
         """Insert the master row and one row per individual and body part."""
@@ -638,4 +807,5 @@ __all__ = [
     "PoseEstimationTask",
     "PoseEstimation",
     "STORE",
+    "EXTERNAL_ENGINE",
 ]

@@ -1,14 +1,23 @@
 """The activated pipeline: ``from workflow_deeplabcut.pipeline import lab, subject, session, train, model``.
 
 Importing this module connects DataJoint to the pipeline's database (starting the embedded
-PostgreSQL when no server is configured) and activates the five schemas under the configured
-prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``).
+PostgreSQL when no server is configured) and activates the schemas under the configured
+prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess`` and ``qc``
+schemas beyond the tutorial's five.
 """
 
-from . import database, lab, model, session, subject, train
+from . import database, lab, model, postprocess, qc, session, subject, train
 from .settings import with_prefix
 
-SCHEMAS = {"lab": lab, "subject": subject, "session": session, "train": train, "model": model}
+SCHEMAS = {
+    "lab": lab,
+    "subject": subject,
+    "session": session,
+    "train": train,
+    "model": model,
+    "postprocess": postprocess,
+    "qc": qc,
+}
 
 
 def activate() -> database.Target:
@@ -23,4 +32,4 @@ def activate() -> database.Target:
 
 target = activate()
 
-__all__ = ["lab", "subject", "session", "train", "model", "activate", "target"]
+__all__ = ["lab", "subject", "session", "train", "model", "postprocess", "qc", "activate", "target"]

@@ -27,13 +27,18 @@ INTERRUPTED = ("SystemExit", "KeyboardInterrupt")
 
 def computed_tables() -> dict:
     """Return the pipeline's auto-populated tables by name, in dependency order."""
-    from .pipeline import model, train
+    from .pipeline import model, postprocess, qc, train
 
     return {
         "ModelTraining": train.ModelTraining,
         "RecordingInfo": model.RecordingInfo,
         "ModelEvaluation": model.ModelEvaluation,
         "PoseEstimation": model.PoseEstimation,
+        "CleanedTrajectory": postprocess.CleanedTrajectory,
+        "Kinematics": postprocess.Kinematics,
+        "PoseQC": qc.PoseQC,
+        "QCPlots": qc.QCPlots,
+        "LabeledVideo": qc.LabeledVideo,
     }
 
 

@@ -263,3 +263,87 @@ def write_dlc_outputs(
     with open(directory / f"{video_stem}{scorer}_meta.pickle", "wb") as fh:
         pickle.dump(meta, fh)
     return h5
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """What :func:`noisy_estimate` did to the truth, so tests can check every count."""
+
+    noise_px: float
+    low_frames: dict  # body part -> sorted frames given likelihood LOW_LIKELIHOOD (junk positions)
+    long_gap: range  # frames of the one long low-likelihood gap (in every body part)
+    jump_frame: int  # a confident frame of "head" displaced by JUMP_PX
+
+
+LOW_LIKELIHOOD = 0.05
+HIGH_LIKELIHOOD = 0.95
+JUMP_PX = 60.0
+
+
+def noisy_estimate(
+    spec: SyntheticSpec | None = None, *, noise_px: float = 1.0, n_outliers: int = 20, seed: int = 0
+) -> tuple[pd.DataFrame, Corruption]:
+    """A pose estimate of the synthetic video with known defects, as DeepLabCut would write it.
+
+    The truth plus Gaussian noise (``noise_px``) with, per body part, ``n_outliers`` isolated
+    low-likelihood frames and one 15-frame low-likelihood gap (both with junk positions 40 px
+    off), and one confident frame where ``head`` jumps ``JUMP_PX`` to the right.
+
+    Parameters
+    ----------
+    spec : SyntheticSpec, optional
+        The video's parameters (defaults to ``SyntheticSpec()``).
+    noise_px : float
+        Standard deviation of the noise, in pixels.
+    n_outliers : int
+        Isolated low-likelihood frames per body part.
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Columns ``(bodyparts, coords)`` with coords ``x``, ``y``, ``likelihood``.
+    corruption : Corruption
+        Where the defects are.
+    """
+    spec = spec or SyntheticSpec()
+    rng = np.random.default_rng(seed)
+    truth = ground_truth(spec)
+    n = spec.n_frames
+    long_gap = range(int(n * 2 / 3), int(n * 2 / 3) + 15)
+    jump = n // 3
+    # Isolated outliers stay away from the edges (interpolation needs both sides), the long gap
+    # and the jump, and from each other, so each is its own one-frame gap.
+    allowed = [
+        f for f in range(5, n - 5, 2) if abs(f - jump) > 2 and not (long_gap[0] - 3 <= f <= long_gap[-1] + 3)
+    ]
+    columns, low = {}, {}
+    for part in BODY_PARTS:
+        x = truth[(part, "x")].to_numpy() + rng.normal(0, noise_px, n)
+        y = truth[(part, "y")].to_numpy() + rng.normal(0, noise_px, n)
+        likelihood = np.full(n, HIGH_LIKELIHOOD)
+        frames = np.sort(rng.choice(allowed, n_outliers, replace=False))
+        bad = np.concatenate([frames, np.array(long_gap)])
+        likelihood[bad] = LOW_LIKELIHOOD
+        x[bad] += 40
+        y[bad] -= 40
+        if part == "head":
+            x[jump] += JUMP_PX
+        columns[(part, "x")], columns[(part, "y")], columns[(part, "likelihood")] = x, y, likelihood
+        low[part] = sorted(int(f) for f in bad)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(n, name="frame"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["bodyparts", "coords"])
+    return frame, Corruption(noise_px, low, long_gap, jump)
+
+
+def write_dlc_h5(frame: pd.DataFrame, path: Path, scorer: str = "DLC_external") -> Path:
+    """Write a ``(bodyparts, coords)`` frame as a DeepLabCut ``.h5`` output file."""
+    out = frame.copy()
+    out.columns = pd.MultiIndex.from_tuples(
+        [(scorer, *c) for c in frame.columns], names=["scorer", "bodyparts", "coords"]
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_hdf(path, key="df_with_missing", mode="w", format="fixed")
+    return path

@@ -1,21 +1,14 @@
 """Schema ``train``: DeepLabCut 3 model training inside the pipeline."""
 
-import hashlib
-import json
-
 import datajoint as dj
 
 from . import dlc
+from .paramsets import insert_hashed, params_hash  # noqa: F401  (params_hash is public here)
 from .settings import find_full_path, to_relative
 
 schema = dj.Schema()
 
 _IGNORED_CONFIG_KEYS = ("project_path", "video_sets")
-
-
-def params_hash(params: dict) -> str:
-    """Return the MD5 of a parameter dict's canonical JSON (key order does not matter)."""
-    return hashlib.md5(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def check_training_params(params: dict) -> dict:
@@ -83,32 +76,8 @@ class TrainingParamSet(dj.Lookup):
             index holds other params.
         """
         params = check_training_params(params)
-        digest = params_hash(params)
-        existing = (cls & {"param_set_hash": digest}).keys()
-        if existing:
-            found = existing[0]["paramset_idx"]
-            if paramset_idx is None or paramset_idx == found:
-                return found
-            raise ValueError(
-                f"These training params already exist as paramset_idx {found}; reuse it "
-                f"instead of inserting them again as {paramset_idx}."
-            )
-        if paramset_idx is None:
-            paramset_idx = max((k["paramset_idx"] for k in cls.keys()), default=-1) + 1
-        elif cls & {"paramset_idx": paramset_idx}:
-            raise ValueError(
-                f"paramset_idx {paramset_idx} already holds different params; choose another "
-                "index or leave it out to get the next free one."
-            )
-        cls.insert1(
-            {
-                "paramset_idx": paramset_idx,
-                "paramset_desc": paramset_desc,
-                "param_set_hash": digest,
-                "params": params,
-            }
-        )
-        return paramset_idx
+        attrs = ("paramset_idx", "paramset_desc", "param_set_hash", "params")
+        return insert_hashed(cls, attrs, paramset_desc, params, paramset_idx)
 
 
 @schema

@@ -1,0 +1,224 @@
+"""Quality-control pictures and labeled videos; pure functions from arrays to files.
+
+Every PNG is ``FIGSIZE`` at ``DPI`` (800 x 500 pixels) whatever the data, so pictures of many
+sessions line up side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FIGSIZE = (8, 5)  # inches
+DPI = 100
+PICTURE_SIZE = (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)  # (width, height) in pixels
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(n: int) -> list:
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": it would change the size
+    _pyplot().close(fig)
+    return path
+
+
+def trajectory_plot(
+    tracks: dict[str, dict[str, np.ndarray]],
+    pcutoff: float,
+    frame_size: tuple[int, int],
+    title: str,
+    path: Path,
+) -> Path:
+    """Plot every body part's path over the video frame, confident points only.
+
+    Parameters
+    ----------
+    tracks : dict
+        ``{label: {"x", "y", "likelihood"}}``, one array value per frame.
+    pcutoff : float
+        Points below this likelihood are left out.
+    frame_size : (int, int)
+        The video's (width, height), so the axes show the whole frame.
+    title : str
+        Figure title.
+    path : Path
+        Output PNG.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for (label, t), colour in zip(tracks.items(), _colours(len(tracks)), strict=True):
+        ok = np.asarray(t["likelihood"]) >= pcutoff
+        x = np.where(ok, t["x"], np.nan)
+        y = np.where(ok, t["y"], np.nan)
+        ax.plot(x, y, lw=0.8, color=colour, label=f"{label} ({ok.mean():.0%} >= {pcutoff:g})")
+    width, height = frame_size
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)  # image coordinates: y points down
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def likelihood_plot(
+    tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, fps: float, title: str, path: Path
+) -> Path:
+    """Plot every body part's likelihood over time, with the p-cutoff as a line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for (label, t), colour in zip(tracks.items(), _colours(len(tracks)), strict=True):
+        lk = np.asarray(t["likelihood"])
+        ax.plot(np.arange(len(lk)) / fps, lk, lw=0.6, color=colour, label=label)
+    ax.axhline(pcutoff, color="k", ls="--", lw=1, label=f"p-cutoff {pcutoff:g}")
+    ax.set_ylim(-0.02, max(1.02, max((np.nanmax(t["likelihood"]) for t in tracks.values()), default=1)))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("likelihood")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def likelihood_histogram(
+    tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, title: str, path: Path
+) -> Path:
+    """Histogram of every body part's likelihood, with the p-cutoff as a line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    top = max(1.0, max((np.nanmax(t["likelihood"]) for t in tracks.values()), default=1))
+    bins = np.linspace(0, top, 41)
+    for (label, t), colour in zip(tracks.items(), _colours(len(tracks)), strict=True):
+        lk = np.asarray(t["likelihood"])
+        ax.hist(lk[np.isfinite(lk)], bins=bins, histtype="step", lw=1.2, color=colour, label=label)
+    ax.axvline(pcutoff, color="k", ls="--", lw=1, label=f"p-cutoff {pcutoff:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("likelihood")
+    ax.set_ylabel("frames")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def marker_colours(n: int) -> list[tuple[int, int, int]]:
+    """Return ``n`` distinct RGB marker colours (0-255)."""
+    return [tuple(int(round(255 * c)) for c in colour[:3]) for colour in _colours(n)]
+
+
+def labeled_video(
+    videos: list[Path],
+    tracks: dict[str, dict[str, np.ndarray]],
+    path: Path,
+    *,
+    pcutoff: float,
+    start: int = 0,
+    nframes: int | None = None,
+    fps: float,
+    radius: int = 4,
+) -> int:
+    """Write a video with every confident body part drawn as a filled disc.
+
+    Parameters
+    ----------
+    videos : list of Path
+        The recording's files, in order (their frames are numbered continuously).
+    tracks : dict
+        ``{label: {"x", "y", "likelihood"}}`` over the whole recording.
+    path : Path
+        Output ``.mp4`` (MPEG-4 Part 2, readable everywhere without extra codecs).
+    pcutoff : float
+        Points below this likelihood are not drawn.
+    start, nframes : int
+        Which frames: ``start`` to ``start + nframes`` (``None``: to the end).
+    fps : float
+        Output frame rate.
+    radius : int
+        Disc radius in pixels.
+
+    Returns
+    -------
+    int
+        Number of frames written.
+    """
+    import fractions
+
+    import av
+    import cv2
+
+    colours = dict(zip(tracks, marker_colours(len(tracks)), strict=True))
+    total = len(next(iter(tracks.values()))["x"])
+    stop = total if nframes is None else min(total, start + nframes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    frame_number = 0
+    tmp = path.with_suffix(".partial.mp4")
+    with av.open(str(tmp), mode="w") as out:
+        stream = None
+        for video in videos:
+            if frame_number >= stop:
+                break
+            with av.open(str(video)) as container:
+                for frame in container.decode(video=0):
+                    if frame_number >= stop:
+                        break
+                    if frame_number >= start:
+                        image = frame.to_ndarray(format="rgb24")
+                        if stream is None:
+                            stream = out.add_stream(
+                                "mpeg4", rate=fractions.Fraction(fps).limit_denominator(1001)
+                            )
+                            stream.width, stream.height = image.shape[1], image.shape[0]
+                            stream.pix_fmt = "yuv420p"
+                            stream.options = {"qscale": "3"}
+                        for label, t in tracks.items():
+                            x, y, lk = (
+                                t["x"][frame_number],
+                                t["y"][frame_number],
+                                t["likelihood"][frame_number],
+                            )
+                            if lk >= pcutoff and np.isfinite(x) and np.isfinite(y):
+                                cv2.circle(
+                                    image,
+                                    (int(round(x)), int(round(y))),
+                                    radius,
+                                    colours[label],
+                                    -1,
+                                    cv2.LINE_AA,
+                                )
+                        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                            out.mux(packet)
+                        written += 1
+                    frame_number += 1
+        if stream is not None:
+            for packet in stream.encode():
+                out.mux(packet)
+    if written == 0:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"No frames in range [{start}, {stop}) of the recording ({total} frames).")
+    tmp.replace(path)  # a finished file or none: never a truncated one under the final name
+    return written

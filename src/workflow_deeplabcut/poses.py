@@ -1,0 +1,439 @@
+"""Pure computations on pose trajectories, built on `movement <https://movement.neuroinformatics.dev>`_.
+
+Nothing here touches the database: the ``postprocess`` and ``qc`` schemas fetch arrays, call
+these functions and insert what they return. Trajectories travel as ``movement`` poses datasets
+(dims ``time, space, keypoints, individuals``; variables ``position`` and ``confidence``), so
+the filtering and kinematics are movement's own functions, not a rewrite of them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+#: Post-processing parameters, their defaults and what they mean.
+POSTPROCESS_PARAMS = {
+    "likelihood_threshold": (0.6, "drop points whose likelihood is below this (DeepLabCut's pcutoff)"),
+    "max_gap": (
+        10,
+        "fill gaps of at most this many frames by linear interpolation; 0 = never, None = every gap",
+    ),
+    "smoothing": ("none", "'none', 'median' (rolling median) or 'savgol' (Savitzky-Golay)"),
+    "window": (5, "smoothing window in frames (odd, >= 3)"),
+    "polyorder": (2, "Savitzky-Golay polynomial order (< window)"),
+    "px_per_cm": (None, "spatial scale; positions and kinematics in cm when set, pixels otherwise"),
+    "centroid_body_parts": ("all", "body parts averaged into the centroid ('all' or a list)"),
+    "heading_body_parts": (None, "[rear, front]: heading is the direction rear -> front"),
+}
+
+#: Formats that :func:`load_external` reads, by the name the CLI and the tables use.
+EXTERNAL_SOFTWARE = {
+    "DeepLabCut": "DeepLabCut",
+    "SLEAP": "SLEAP",
+    "LightningPose": "LightningPose",
+    "NWB": "NWB",
+}
+
+
+class PostprocessParamsError(ValueError):
+    """A post-processing parameter set is invalid; the message names the key and the fix."""
+
+
+def check_postprocess_params(params: dict) -> dict:
+    """Validate post-processing parameters and return them complete, with defaults filled in.
+
+    Parameters
+    ----------
+    params : dict
+        Any keys of :data:`POSTPROCESS_PARAMS`.
+
+    Returns
+    -------
+    dict
+        All keys of :data:`POSTPROCESS_PARAMS`, in canonical form.
+
+    Raises
+    ------
+    PostprocessParamsError
+        Naming the offending key, the value and what would be accepted.
+    """
+    if not isinstance(params, dict):
+        raise PostprocessParamsError(f"Post-processing params must be a dict, not {type(params).__name__}.")
+    unknown = set(params) - set(POSTPROCESS_PARAMS)
+    if unknown:
+        accepted = "; ".join(f"{k} (default {d!r}): {h}" for k, (d, h) in POSTPROCESS_PARAMS.items())
+        raise PostprocessParamsError(
+            f"Unknown post-processing param(s) {sorted(unknown)}. Accepted: {accepted}."
+        )
+    p = {k: params.get(k, default) for k, (default, _) in POSTPROCESS_PARAMS.items()}
+
+    def bad(key, why):
+        return PostprocessParamsError(f"Post-processing param {key}={p[key]!r}: {why}")
+
+    if not _is_number(p["likelihood_threshold"]) or p["likelihood_threshold"] < 0:
+        raise bad("likelihood_threshold", "give a number >= 0 (e.g. 0.6 for DeepLabCut).")
+    p["likelihood_threshold"] = float(p["likelihood_threshold"])
+    if p["max_gap"] is not None and (not _is_int(p["max_gap"]) or p["max_gap"] < 0):
+        raise bad("max_gap", "give a whole number of frames >= 0, or None to fill every gap.")
+    if p["smoothing"] not in ("none", "median", "savgol"):
+        raise bad("smoothing", "choose 'none', 'median' or 'savgol'.")
+    if not _is_int(p["window"]) or p["window"] < 3 or p["window"] % 2 == 0:
+        raise bad("window", "give an odd whole number of frames >= 3.")
+    if not _is_int(p["polyorder"]) or not 0 <= p["polyorder"] < p["window"]:
+        raise bad("polyorder", f"give a whole number from 0 to window - 1 ({p['window'] - 1}).")
+    if p["px_per_cm"] is not None:
+        if not _is_number(p["px_per_cm"]) or p["px_per_cm"] <= 0:
+            raise bad("px_per_cm", "give the number of pixels per centimetre (> 0), or None.")
+        p["px_per_cm"] = float(p["px_per_cm"])
+    parts = p["centroid_body_parts"]
+    if parts != "all":
+        if isinstance(parts, str):
+            parts = [parts]
+        if not isinstance(parts, list | tuple) or not parts or not all(isinstance(b, str) for b in parts):
+            raise bad("centroid_body_parts", "give 'all' or a non-empty list of body part names.")
+        p["centroid_body_parts"] = sorted(set(parts))
+    heading = p["heading_body_parts"]
+    if heading is not None:
+        if (
+            not isinstance(heading, list | tuple)
+            or len(heading) != 2
+            or not all(isinstance(b, str) for b in heading)
+            or heading[0] == heading[1]
+        ):
+            raise bad("heading_body_parts", "give two different body parts [rear, front], or None.")
+        p["heading_body_parts"] = list(heading)
+    return p
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_body_parts(params: dict, available: list[str], where: str) -> None:
+    """Raise if the params name body parts that an estimation lacks.
+
+    Parameters
+    ----------
+    params : dict
+        Checked params (:func:`check_postprocess_params`).
+    available : list of str
+        The estimation's body parts.
+    where : str
+        What to name in the message (e.g. the estimation's key).
+    """
+    named = list(params["heading_body_parts"] or [])
+    if params["centroid_body_parts"] != "all":
+        named += params["centroid_body_parts"]
+    missing = sorted(set(named) - set(available))
+    if missing:
+        raise PostprocessParamsError(
+            f"The post-processing params name body part(s) {missing}, which {where} does not have "
+            f"(it has {sorted(available)}); use a parameter set with its body parts."
+        )
+
+
+# ------------------------------------------------------------------------------ datasets
+def to_dataset(
+    positions: dict[tuple[str, str], dict[str, np.ndarray]],
+    fps: float | None,
+    source_software: str = "DeepLabCut",
+) -> xr.Dataset:
+    """Build a movement poses dataset from per-(individual, body part) arrays.
+
+    Parameters
+    ----------
+    positions : dict
+        ``{(individual, body_part): {"x_pos", "y_pos", "likelihood"}}``; every array has one
+        value per frame.
+    fps : float or None
+        Frame rate; with it the ``time`` coordinate is in seconds, without it in frames.
+    source_software : str
+        Recorded in the dataset's attributes.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``position`` (time, space, keypoints, individuals) and ``confidence``.
+    """
+    from movement.io import load_poses
+
+    individuals = sorted({i for i, _ in positions})
+    parts = sorted({b for _, b in positions})
+    first = next(iter(positions.values()))
+    n = len(first["x_pos"])
+    pos = np.full((n, 2, len(parts), len(individuals)), np.nan)
+    conf = np.full((n, len(parts), len(individuals)), np.nan)
+    for (ind, part), arrays in positions.items():
+        i, k = individuals.index(ind), parts.index(part)
+        pos[:, 0, k, i] = arrays["x_pos"]
+        pos[:, 1, k, i] = arrays["y_pos"]
+        if arrays.get("likelihood") is not None:
+            conf[:, k, i] = arrays["likelihood"]
+    return load_poses.from_numpy(
+        pos,
+        conf,
+        individual_names=individuals,
+        keypoint_names=parts,
+        fps=fps,
+        source_software=source_software,
+    )
+
+
+def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Split a movement poses dataset into per-(individual, body part) arrays.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A 2D poses dataset.
+    single_name : str
+        The name given to the individual when the dataset holds exactly one.
+
+    Returns
+    -------
+    dict
+        ``{(individual, body_part): {"frame_index", "x_pos", "y_pos", "z_pos", "likelihood"}}``.
+    """
+    if ds.sizes.get("space", 2) != 2:
+        raise ValueError("Only 2D pose data can be imported (the file holds 3D positions).")
+    individuals = [str(i) for i in ds.individuals.values]
+    names = [single_name] if len(individuals) == 1 else individuals
+    frames = np.arange(ds.sizes["time"], dtype=np.int32)
+    out = {}
+    for ind, name in zip(individuals, names, strict=True):
+        for part in ds.keypoints.values:
+            point = ds.sel(individuals=ind, keypoints=part)
+            xy = point.position.transpose("time", "space").values
+            confidence = point.confidence.values
+            out[(name, str(part))] = {
+                "frame_index": frames,
+                "x_pos": np.ascontiguousarray(xy[:, 0], dtype=np.float64),
+                "y_pos": np.ascontiguousarray(xy[:, 1], dtype=np.float64),
+                "z_pos": None,
+                "likelihood": np.asarray(confidence, dtype=np.float64),
+            }
+    return out
+
+
+def load_external(path: Path, software: str, fps: float | None = None, **kwargs) -> xr.Dataset:
+    """Read pose data made by another tool with movement's loaders.
+
+    Parameters
+    ----------
+    path : Path
+        The file: DeepLabCut ``.h5``/``.csv``, SLEAP analysis ``.h5`` or ``.slp``, Lightning
+        Pose ``.csv``, or NWB with ndx-pose.
+    software : str
+        One of :data:`EXTERNAL_SOFTWARE`.
+    fps : float, optional
+        Frame rate, so the time coordinate is in seconds.
+    **kwargs
+        Passed to the loader (for NWB: ``processing_module_key``, ``pose_estimation_key``).
+
+    Returns
+    -------
+    xarray.Dataset
+        A movement poses dataset.
+    """
+    from movement.io import load_poses
+
+    if software not in EXTERNAL_SOFTWARE:
+        raise ValueError(f"Unknown pose software {software!r}; choose one of {sorted(EXTERNAL_SOFTWARE)}.")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Pose file {path} does not exist.")
+    try:
+        if software == "NWB":
+            return load_poses.from_nwb_file(path, **kwargs)
+        return load_poses.from_file(path, source_software=software, fps=fps)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} could not be read as {software} pose data: {err}") from err
+
+
+# ------------------------------------------------------------------------------ cleaning
+def _valid(position: xr.DataArray) -> xr.DataArray:
+    return position.notnull().all("space")
+
+
+def clean(ds: xr.Dataset, params: dict) -> tuple[xr.DataArray, dict[tuple[str, str], dict[str, int]]]:
+    """Filter by likelihood, interpolate short gaps, smooth, and scale to cm.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A movement poses dataset.
+    params : dict
+        Checked params (:func:`check_postprocess_params`).
+
+    Returns
+    -------
+    position : xarray.DataArray
+        The cleaned positions, in cm when ``px_per_cm`` is set (attribute ``space_unit``).
+    counts : dict
+        Per ``(individual, body_part)``: ``n_low_likelihood`` (points removed by the
+        threshold), ``n_interpolated`` (points filled), ``n_smoothing_removed`` (points that
+        smoothing turned into gaps) and ``n_missing`` (gaps left).
+    """
+    from movement import filtering
+
+    position = ds.position
+    before = _valid(position)
+    filtered = filtering.filter_by_confidence(
+        position, ds.confidence, threshold=params["likelihood_threshold"]
+    )
+    after_filter = _valid(filtered)
+    if params["max_gap"] == 0:
+        filled = filtered
+    else:
+        filled = filtering.interpolate_over_time(filtered, method="linear", max_gap=params["max_gap"])
+    after_fill = _valid(filled)
+    if params["smoothing"] == "median":
+        # A majority of the window must be present: isolated points are not invented.
+        smoothed = filtering.rolling_filter(
+            filled, params["window"], statistic="median", min_periods=params["window"] // 2 + 1
+        )
+        smoothed = smoothed.where(after_fill)
+    elif params["smoothing"] == "savgol":
+        smoothed = filtering.savgol_filter(
+            filled, params["window"], polyorder=params["polyorder"], mode="nearest"
+        )
+    else:
+        smoothed = filled
+    after_smooth = _valid(smoothed)
+    smoothed = smoothed.where(after_smooth)  # a point is either complete or missing
+    if params["px_per_cm"]:
+        from movement.transforms import scale
+
+        smoothed = scale(smoothed, factor=1 / params["px_per_cm"], space_unit="cm")
+    smoothed.attrs["space_unit"] = "cm" if params["px_per_cm"] else "px"
+
+    def count(mask):
+        return mask.sum("time").astype(int)
+
+    tallies = {
+        "n_low_likelihood": count(before & ~after_filter),
+        "n_interpolated": count(after_fill & ~after_filter),
+        "n_smoothing_removed": count(after_fill & ~after_smooth),
+        "n_missing": count(~after_smooth),
+    }
+    counts = {}
+    for ind in ds.individuals.values:
+        for part in ds.keypoints.values:
+            counts[(str(ind), str(part))] = {
+                name: int(t.sel(individuals=ind, keypoints=part)) for name, t in tallies.items()
+            }
+    return smoothed, counts
+
+
+# ------------------------------------------------------------------------------ kinematics
+def kinematics(position: xr.DataArray, params: dict) -> xr.Dataset:
+    """Velocity, speed, acceleration, centroid, heading and distance travelled.
+
+    Parameters
+    ----------
+    position : xarray.DataArray
+        Cleaned positions (time, space, keypoints, individuals); the time coordinate is in
+        seconds or frames, and derivatives are per that unit.
+    params : dict
+        Checked params: ``centroid_body_parts`` and ``heading_body_parts`` are used.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per body part ``velocity``, ``acceleration`` (time, space, keypoints, individuals),
+        ``speed`` (time, keypoints, individuals) and ``path_length`` (keypoints, individuals);
+        per individual ``centroid`` (time, space, individuals), ``centroid_speed``,
+        ``heading`` (radians, anticlockwise from the image's +x axis as seen on screen; NaN
+        when no heading parts are set) and ``distance`` (the centroid's path length).
+    """
+    from movement.kinematics import compute_acceleration, compute_path_length, compute_speed, compute_velocity
+
+    out = xr.Dataset()
+    out["velocity"] = compute_velocity(position)
+    out["speed"] = compute_speed(position)
+    out["acceleration"] = compute_acceleration(position)
+    out["path_length"] = _path_length(position, compute_path_length)
+    parts = params["centroid_body_parts"]
+    chosen = position if parts == "all" else position.sel(keypoints=parts)
+    # Strict mean: the centroid exists only where every chosen part does, so it cannot jump
+    # when one part drops out.
+    centroid = chosen.mean("keypoints", skipna=False)
+    out["centroid"] = centroid
+    out["centroid_speed"] = compute_speed(centroid)
+    out["distance"] = _path_length(centroid, compute_path_length)
+    heading = params["heading_body_parts"]
+    if heading:
+        rear, front = (position.sel(keypoints=b, drop=True) for b in heading)
+        vector = front - rear
+        # Image y points down; negate it so angles turn anticlockwise as seen on screen.
+        out["heading"] = np.arctan2(-vector.sel(space="y"), vector.sel(space="x"))
+    else:
+        out["heading"] = xr.full_like(centroid.isel(space=0, drop=True), np.nan)
+    out.attrs["space_unit"] = position.attrs.get("space_unit", "px")
+    out.attrs["time_unit"] = "s" if position.attrs.get("time_unit") == "seconds" else "frame"
+    return out
+
+
+def _path_length(data: xr.DataArray, compute_path_length) -> xr.DataArray:
+    """Path length with movement; all-NaN tracks give NaN instead of a warning storm."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return compute_path_length(data, nan_policy="ffill", nan_warn_threshold=1.0)
+
+
+# ------------------------------------------------------------------------------ quality control
+def longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """Return (length, start) of the longest run of True in a 1-D boolean array ((0, -1) if none)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return 0, -1
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    i = int(np.argmax(ends - starts))
+    return int(ends[i] - starts[i]), int(starts[i])
+
+
+def qc_metrics(
+    x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, pcutoff: float, max_jump_px: float
+) -> dict:
+    """Quality metrics of one body part's trajectory.
+
+    Parameters
+    ----------
+    x, y, likelihood : numpy.ndarray
+        One value per frame, in pixels.
+    pcutoff : float
+        Points below this likelihood are low-confidence (a NaN likelihood counts as low).
+    max_jump_px : float
+        A move of more than this many pixels between two consecutive confident frames is an
+        implausible jump.
+
+    Returns
+    -------
+    dict
+        ``fraction_below_pcutoff``, ``longest_gap`` (frames), ``longest_gap_start`` (frame,
+        -1 if none), ``n_jumps``, ``median_likelihood``.
+    """
+    likelihood = np.asarray(likelihood, dtype=float)
+    low = ~(likelihood >= pcutoff) | ~np.isfinite(x) | ~np.isfinite(y)
+    gap, start = longest_run(low)
+    step = np.hypot(np.diff(x), np.diff(y))
+    both = ~low[1:] & ~low[:-1]
+    n = len(likelihood)
+    return {
+        "fraction_below_pcutoff": float(low.mean()) if n else 0.0,
+        "longest_gap": gap,
+        "longest_gap_start": start,
+        "n_jumps": int(np.count_nonzero(both & (step > max_jump_px))),
+        "median_likelihood": float(np.nanmedian(likelihood)) if np.isfinite(likelihood).any() else math.nan,
+    }

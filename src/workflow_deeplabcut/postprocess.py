@@ -1,0 +1,380 @@
+"""Schema ``postprocess``: cleaned trajectories and kinematics, with their parameters as rows.
+
+``PostprocessParamSet`` holds how to clean (likelihood threshold, gap filling, smoothing, scale)
+and what to derive (centroid and heading body parts); ``PostprocessTask`` pairs it with a
+``model.PoseEstimation``; ``CleanedTrajectory`` and ``Kinematics`` are computed by ``populate``.
+The computations are :mod:`workflow_deeplabcut.poses` (movement's filters and kinematics).
+"""
+
+from __future__ import annotations
+
+import math
+
+import datajoint as dj
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import model, poses
+from .paramsets import insert_hashed
+
+schema = dj.Schema()
+
+
+@schema
+class PostprocessParamSet(dj.Lookup):
+    definition = """
+    # how to clean trajectories and derive kinematics (keys: poses.POSTPROCESS_PARAMS)
+    pp_paramset_idx: int16
+    ---
+    pp_paramset_desc: varchar(128)
+    pp_param_set_hash: char(32)  # MD5 of the canonical JSON of the complete params
+    unique index (pp_param_set_hash)
+    pp_params: <blob>
+    """
+
+    @classmethod
+    def insert_new_params(cls, desc: str, params: dict, pp_paramset_idx: int | None = None) -> int:
+        """Insert a post-processing parameter set unless the same parameters exist already.
+
+        Parameters
+        ----------
+        desc : str
+            Description.
+        params : dict
+            Keys of :data:`workflow_deeplabcut.poses.POSTPROCESS_PARAMS`; missing keys take
+            their defaults, so ``{}`` and the explicit defaults are the same set.
+        pp_paramset_idx : int, optional
+            Index to use; default one more than the largest.
+
+        Returns
+        -------
+        int
+            The index of the (new or existing) parameter set.
+        """
+        params = poses.check_postprocess_params(params)
+        attrs = ("pp_paramset_idx", "pp_paramset_desc", "pp_param_set_hash", "pp_params")
+        return insert_hashed(cls, attrs, desc, params, pp_paramset_idx)
+
+
+@schema
+class PostprocessTask(dj.Manual):
+    definition = """
+    # a pose estimation to clean with a parameter set
+    -> model.PoseEstimation
+    -> PostprocessParamSet
+    """
+
+    @classmethod
+    def generate(cls, pose_estimation_key: dict, pp_paramset_idx: int) -> dict:
+        """Insert a task after checking that the params fit the estimation's body parts.
+
+        Parameters
+        ----------
+        pose_estimation_key : dict
+            Identifies one ``model.PoseEstimation``.
+        pp_paramset_idx : int
+            A ``PostprocessParamSet``.
+
+        Returns
+        -------
+        dict
+            The task's primary key.
+        """
+        matches = (model.PoseEstimation & pose_estimation_key).keys()
+        if len(matches) != 1:
+            raise ValueError(
+                f"The key {pose_estimation_key} matches {len(matches)} pose estimations; give one "
+                "that identifies exactly one (recording and model_name)."
+            )
+        params_row = PostprocessParamSet & {"pp_paramset_idx": pp_paramset_idx}
+        if not params_row:
+            raise ValueError(
+                f"No post-processing parameter set {pp_paramset_idx}; insert one with "
+                "PostprocessParamSet.insert_new_params."
+            )
+        key = {**matches[0], "pp_paramset_idx": pp_paramset_idx}
+        parts = [r["body_part"] for r in (model.PoseEstimation.BodyPartPosition & matches[0]).keys()]
+        poses.check_body_parts(params_row.fetch1("pp_params"), parts, f"pose estimation {matches[0]}")
+        cls.insert1(key, skip_duplicates=True)
+        return key
+
+
+def _positions(query) -> dict:
+    """Fetch per-(individual, body part) arrays from a part table query."""
+    return {
+        (r["individual"], r["body_part"]): {a: model._load(r[a]) for a in ("x_pos", "y_pos", "likelihood")}
+        for r in query.to_dicts()
+    }
+
+
+def _nullable(value: float) -> float | None:
+    # MySQL has no NaN in DOUBLE columns: store NULL instead.
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _one(table, key: dict, what: str) -> dict:
+    matches = (table & key).keys()
+    if len(matches) != 1:
+        raise ValueError(
+            f"The key {key} matches {len(matches)} {what}; give one that identifies exactly one."
+        )
+    return matches[0]
+
+
+@schema
+class CleanedTrajectory(dj.Computed):
+    definition = """
+    # trajectories after likelihood filtering, gap filling, smoothing and scaling
+    -> PostprocessTask
+    ---
+    space_unit: varchar(8)  # 'cm' when the params give px_per_cm, else 'px'
+    fps: float64  # of the recording: the time base of the kinematics
+    nframes: int32
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> model.PoseEstimation.BodyPartPosition
+        ---
+        x_pos: <npy@workflow_dlc>  # in space_unit; NaN where missing
+        y_pos: <npy@workflow_dlc>
+        n_low_likelihood: int32  # points removed by the likelihood threshold
+        n_interpolated: int32  # points filled by interpolation
+        n_smoothing_removed: int32  # points the smoothing turned into gaps
+        n_missing: int32  # points missing in the result
+        """
+
+    def make(self, key):
+        """Fetch the raw trajectory, clean it with movement, insert the result."""
+        params = (PostprocessParamSet & key).fetch1("pp_params")
+        fps = (model.RecordingInfo & key).fetch1("fps")
+        raw = _positions(model.PoseEstimation.BodyPartPosition & key)
+        poses.check_body_parts(params, sorted({b for _, b in raw}), f"pose estimation {key}")
+
+        cleaned, counts = poses.clean(poses.to_dataset(raw, fps), params)
+
+        nframes = cleaned.sizes["time"]
+        self.insert1({**key, "space_unit": cleaned.attrs["space_unit"], "fps": fps, "nframes": nframes})
+        self.BodyPart.insert(
+            {
+                **key,
+                "individual": ind,
+                "body_part": part,
+                "x_pos": np.ascontiguousarray(cleaned.sel(individuals=ind, keypoints=part, space="x").values),
+                "y_pos": np.ascontiguousarray(cleaned.sel(individuals=ind, keypoints=part, space="y").values),
+                **counts[(ind, part)],
+            }
+            for (ind, part) in sorted(counts)
+        )
+
+    @classmethod
+    def get_dataset(cls, key: dict) -> xr.Dataset:
+        """Return one cleaned trajectory as a movement poses dataset.
+
+        ``position`` is the cleaned position (in ``attrs['space_unit']``), ``confidence`` the
+        raw likelihood, and the ``time`` coordinate is in seconds.
+        """
+        match = _one(cls, key, "cleaned trajectories")
+        master = (cls & match).fetch1()
+        rows = (cls.BodyPart & match).to_dicts()
+        raw = {
+            (r["individual"], r["body_part"]): model._load(r["likelihood"])
+            for r in (model.PoseEstimation.BodyPartPosition & match).to_dicts()
+        }
+        arrays = {
+            (r["individual"], r["body_part"]): {
+                "x_pos": model._load(r["x_pos"]),
+                "y_pos": model._load(r["y_pos"]),
+                "likelihood": raw[(r["individual"], r["body_part"])],
+            }
+            for r in rows
+        }
+        ds = poses.to_dataset(arrays, master["fps"])
+        ds.attrs.update(space_unit=master["space_unit"], **{k: str(v) for k, v in match.items()})
+        return ds
+
+    @classmethod
+    def get_dataframe(cls, key: dict) -> pd.DataFrame:
+        """Return one cleaned trajectory as a DeepLabCut-style DataFrame (one row per frame).
+
+        Columns are ``(scorer, individuals, bodyparts, coords)`` with coords ``x``, ``y`` and
+        ``likelihood`` (the raw one); the scorer level is the model name.
+        """
+        from movement.io import save_poses
+
+        ds = cls.get_dataset(key)
+        frame = save_poses.to_dlc_style_df(ds, split_individuals=False)
+        frame.columns = frame.columns.set_levels([ds.attrs["model_name"]], level="scorer")
+        frame.index = pd.RangeIndex(len(frame), name="frame_index")
+        return frame
+
+
+@schema
+class Kinematics(dj.Computed):
+    definition = """
+    # velocity, speed, acceleration, centroid, heading and distance travelled
+    -> CleanedTrajectory
+    ---
+    space_unit: varchar(8)  # 'cm' or 'px'
+    time_unit: varchar(8)  # 's' (the recording's fps is always known here)
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> CleanedTrajectory.BodyPart
+        ---
+        velocity: <npy@workflow_dlc>  # (nframes, 2): x, y in space_unit/time_unit
+        speed: <npy@workflow_dlc>  # (nframes,)
+        acceleration: <npy@workflow_dlc>  # (nframes, 2) in space_unit/time_unit^2
+        path_length=null: float64  # in space_unit; null when the part is never seen
+        """
+
+    class Individual(dj.Part):
+        definition = """
+        -> master
+        individual: varchar(32)
+        ---
+        centroid: <npy@workflow_dlc>  # (nframes, 2) mean of the centroid body parts
+        centroid_speed: <npy@workflow_dlc>  # (nframes,)
+        heading: <npy@workflow_dlc>  # (nframes,) radians, anticlockwise on screen; NaN if unset
+        distance=null: float64  # the centroid's path length, in space_unit
+        """
+
+    def make(self, key):
+        """Fetch the cleaned trajectory, compute kinematics with movement, insert them."""
+        params = (PostprocessParamSet & key).fetch1("pp_params")
+        ds = CleanedTrajectory.get_dataset(key)
+
+        kin = poses.kinematics(
+            ds.position.assign_attrs(space_unit=ds.attrs["space_unit"], time_unit="seconds"), params
+        )
+
+        self.insert1({**key, "space_unit": kin.attrs["space_unit"], "time_unit": kin.attrs["time_unit"]})
+        self.BodyPart.insert(
+            {
+                **key,
+                "individual": str(ind),
+                "body_part": str(part),
+                "velocity": _values(kin.velocity, ind, part, ("time", "space")),
+                "speed": _values(kin.speed, ind, part, ("time",)),
+                "acceleration": _values(kin.acceleration, ind, part, ("time", "space")),
+                "path_length": _nullable(float(kin.path_length.sel(individuals=ind, keypoints=part))),
+            }
+            for ind in kin.individuals.values
+            for part in kin.keypoints.values
+        )
+        self.Individual.insert(
+            {
+                **key,
+                "individual": str(ind),
+                "centroid": _values(kin.centroid, ind, None, ("time", "space")),
+                "centroid_speed": _values(kin.centroid_speed, ind, None, ("time",)),
+                "heading": _values(kin.heading, ind, None, ("time",)),
+                "distance": _nullable(float(kin.distance.sel(individuals=ind))),
+            }
+            for ind in kin.individuals.values
+        )
+
+    @classmethod
+    def get_dataset(cls, key: dict) -> xr.Dataset:
+        """Return one row's kinematics as an xarray Dataset, as :func:`poses.kinematics` makes it."""
+        match = _one(cls, key, "kinematics")
+        master = (cls & match).fetch1()
+        fps = (CleanedTrajectory & match).fetch1("fps")
+        parts = sorted((cls.BodyPart & match).to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
+        inds = sorted((cls.Individual & match).to_dicts(), key=lambda r: r["individual"])
+        individuals = [r["individual"] for r in inds]
+        keypoints = sorted({r["body_part"] for r in parts})
+        n = len(model._load(inds[0]["centroid_speed"]))
+        time = np.arange(n) / fps
+        coords = {"time": time, "space": ["x", "y"], "keypoints": keypoints, "individuals": individuals}
+
+        def per_part(attr, with_space):
+            shape = (
+                (n, 2, len(keypoints), len(individuals))
+                if with_space
+                else (n, len(keypoints), len(individuals))
+            )
+            out = np.full(shape, np.nan)
+            for r in parts:
+                k, i = keypoints.index(r["body_part"]), individuals.index(r["individual"])
+                out[..., k, i] = model._load(r[attr])
+            return out
+
+        def per_individual(attr, with_space):
+            return np.stack([np.asarray(model._load(r[attr])) for r in inds], axis=-1)
+
+        ds = xr.Dataset(
+            {
+                "velocity": (("time", "space", "keypoints", "individuals"), per_part("velocity", True)),
+                "speed": (("time", "keypoints", "individuals"), per_part("speed", False)),
+                "acceleration": (
+                    ("time", "space", "keypoints", "individuals"),
+                    per_part("acceleration", True),
+                ),
+                "path_length": (
+                    ("keypoints", "individuals"),
+                    _grid(parts, keypoints, individuals, "path_length"),
+                ),
+                "centroid": (("time", "space", "individuals"), per_individual("centroid", True)),
+                "centroid_speed": (("time", "individuals"), per_individual("centroid_speed", False)),
+                "heading": (("time", "individuals"), per_individual("heading", False)),
+                "distance": (
+                    ("individuals",),
+                    [np.nan if r["distance"] is None else r["distance"] for r in inds],
+                ),
+            },
+            coords=coords,
+            attrs={"space_unit": master["space_unit"], "time_unit": master["time_unit"]},
+        )
+        return ds
+
+    @classmethod
+    def get_dataframe(cls, key: dict) -> pd.DataFrame:
+        """Return one row's time series as a DataFrame: one row per frame, indexed by frame and time.
+
+        Columns are ``(individual, body part or 'centroid', quantity)``, with quantities
+        ``velocity_x``, ``velocity_y``, ``speed``, ``acceleration_x``, ``acceleration_y`` per
+        body part and ``x``, ``y``, ``speed``, ``heading`` for the centroid. Units are in
+        ``frame.attrs``.
+        """
+        ds = cls.get_dataset(key)
+        columns = {}
+        for ind in ds.individuals.values:
+            for part in ds.keypoints.values:
+                sel = ds.sel(individuals=ind, keypoints=part)
+                for name in ("velocity", "acceleration"):
+                    for axis in ("x", "y"):
+                        columns[(ind, part, f"{name}_{axis}")] = sel[name].sel(space=axis).values
+                columns[(ind, part, "speed")] = sel.speed.values
+            sel = ds.sel(individuals=ind)
+            columns[(ind, "centroid", "x")] = sel.centroid.sel(space="x").values
+            columns[(ind, "centroid", "y")] = sel.centroid.sel(space="y").values
+            columns[(ind, "centroid", "speed")] = sel.centroid_speed.values
+            columns[(ind, "centroid", "heading")] = sel.heading.values
+        index = pd.MultiIndex.from_arrays(
+            [np.arange(ds.sizes["time"]), ds.time.values], names=["frame_index", "time"]
+        )
+        frame = pd.DataFrame(columns, index=index)
+        frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["individual", "part", "quantity"])
+        frame.attrs = dict(ds.attrs)
+        return frame
+
+
+def _values(array: xr.DataArray, ind, part, dims: tuple) -> np.ndarray:
+    sel = {"individuals": ind} | ({"keypoints": part} if part is not None else {})
+    return np.ascontiguousarray(array.sel(sel).transpose(*dims).values, dtype=np.float64)
+
+
+def _grid(rows, keypoints, individuals, attr) -> np.ndarray:
+    out = np.full((len(keypoints), len(individuals)), np.nan)
+    for r in rows:
+        if r[attr] is not None:
+            out[keypoints.index(r["body_part"]), individuals.index(r["individual"])] = r[attr]
+    return out
+
+
+__all__ = ["schema", "PostprocessParamSet", "PostprocessTask", "CleanedTrajectory", "Kinematics"]

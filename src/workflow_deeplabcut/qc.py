@@ -1,0 +1,263 @@
+"""Schema ``qc``: quality metrics, QC pictures and labeled videos of pose estimations.
+
+``PoseQC`` runs for every ``model.PoseEstimation`` and every ``QCParamSet`` (one default set
+ships with the schema), so metrics are queryable across sessions, e.g.
+``qc.PoseQC.BodyPart & "fraction_below_pcutoff > 0.2"``. ``QCPlots`` writes three PNG files
+per estimation under the processed root. ``LabeledVideo`` is optional: it runs only for the
+estimations given a ``LabeledVideoTask``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import datajoint as dj
+
+from . import model, plots, poses
+from .postprocess import _nullable
+from .settings import find_full_path, get_settings, to_relative
+
+schema = dj.Schema()
+
+
+@schema
+class QCParamSet(dj.Lookup):
+    definition = """
+    # what counts as a low-confidence point and as an implausible jump
+    qc_paramset_idx: int16
+    ---
+    qc_paramset_desc: varchar(128)
+    pcutoff: float64  # likelihood below which a point is low-confidence
+    max_jump_px: float64  # a move of more pixels between consecutive confident frames is a jump
+    """
+    contents = [
+        {
+            "qc_paramset_idx": 0,
+            "qc_paramset_desc": "DeepLabCut's default p-cutoff; jumps over 30 px per frame",
+            "pcutoff": 0.6,
+            "max_jump_px": 30.0,
+        }
+    ]
+
+
+@schema
+class PoseQC(dj.Computed):
+    definition = """
+    # quality metrics of one pose estimation
+    -> model.PoseEstimation
+    -> QCParamSet
+    ---
+    nframes: int32
+    fraction_below_pcutoff: float64  # over all body parts and individuals
+    worst_body_part: varchar(32)  # the part with the largest fraction below p-cutoff
+    n_jumps: int32  # over all body parts and individuals
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> model.PoseEstimation.BodyPartPosition
+        ---
+        fraction_below_pcutoff: float64
+        longest_gap: int32  # longest run of consecutive low-confidence frames
+        longest_gap_start: int32  # its first frame (-1 if there is none)
+        n_jumps: int32  # implausible jumps between consecutive confident frames
+        median_likelihood=null: float64
+        """
+
+    def make(self, key):
+        """Fetch the trajectory and the thresholds, compute the metrics, insert them."""
+        params = (QCParamSet & key).fetch1()
+        rows = (model.PoseEstimation.BodyPartPosition & key).to_dicts()
+
+        parts = []
+        for r in rows:
+            metrics = poses.qc_metrics(
+                model._load(r["x_pos"]),
+                model._load(r["y_pos"]),
+                model._load(r["likelihood"]),
+                params["pcutoff"],
+                params["max_jump_px"],
+            )
+            metrics["median_likelihood"] = _nullable(metrics["median_likelihood"])
+            parts.append({**key, "individual": r["individual"], "body_part": r["body_part"], **metrics})
+        worst = max(parts, key=lambda p: p["fraction_below_pcutoff"])
+
+        self.insert1(
+            {
+                **key,
+                "nframes": (model.PoseEstimation & key).fetch1("nframes"),
+                "fraction_below_pcutoff": sum(p["fraction_below_pcutoff"] for p in parts) / len(parts),
+                "worst_body_part": worst["body_part"],
+                "n_jumps": sum(p["n_jumps"] for p in parts),
+            }
+        )
+        self.BodyPart.insert(parts)
+
+
+def _tracks(key: dict) -> dict:
+    """Fetch a pose estimation's arrays, labelled by body part (and individual if several)."""
+    rows = sorted(
+        (model.PoseEstimation.BodyPartPosition & key).to_dicts(),
+        key=lambda r: (r["individual"], r["body_part"]),
+    )
+    multi = len({r["individual"] for r in rows}) > 1
+    return {
+        (f"{r['individual']}/{r['body_part']}" if multi else r["body_part"]): {
+            "x": model._load(r["x_pos"]),
+            "y": model._load(r["y_pos"]),
+            "likelihood": model._load(r["likelihood"]),
+        }
+        for r in rows
+    }
+
+
+def _folder(key: dict, sub: str) -> Path:
+    """Return ``<processed root>/<the estimation output dir>/<sub>``."""
+    return get_settings().processed_data_dir / (model.PoseEstimation & key).fetch1("output_dir") / sub
+
+
+def _title(key: dict) -> str:
+    return f"{key['subject']} {key['session_datetime']} recording {key['recording_id']} · {key['model_name']}"
+
+
+@schema
+class QCPlots(dj.Computed):
+    definition = """
+    # QC pictures (800 x 500 PNG), relative to the processed root
+    -> PoseQC
+    ---
+    trajectory_plot: varchar(255)
+    likelihood_plot: varchar(255)
+    likelihood_histogram: varchar(255)
+    """
+
+    def make(self, key):
+        """Fetch the trajectory, draw the three pictures, insert their paths."""
+        pcutoff = (QCParamSet & key).fetch1("pcutoff")
+        info = (model.RecordingInfo & key).fetch1()
+        tracks = _tracks(key)
+        folder = _folder(key, "qc")
+        title = _title(key)
+        stem = f"qc{key['qc_paramset_idx']}"
+
+        files = {
+            "trajectory_plot": plots.trajectory_plot(
+                tracks,
+                pcutoff,
+                (info["px_width"], info["px_height"]),
+                title,
+                folder / f"{stem}_trajectory.png",
+            ),
+            "likelihood_plot": plots.likelihood_plot(
+                tracks, pcutoff, info["fps"], title, folder / f"{stem}_likelihood.png"
+            ),
+            "likelihood_histogram": plots.likelihood_histogram(
+                tracks, pcutoff, title, folder / f"{stem}_likelihood_histogram.png"
+            ),
+        }
+
+        root = get_settings().processed_data_dir
+        self.insert1({**key, **{k: to_relative(p, roots=(root,)) for k, p in files.items()}})
+
+    @classmethod
+    def paths(cls, key: dict) -> dict[str, Path]:
+        """Return the absolute paths of one row's pictures."""
+        row = (cls & key).fetch1()
+        root = get_settings().processed_data_dir
+        return {k: root / row[k] for k in ("trajectory_plot", "likelihood_plot", "likelihood_histogram")}
+
+
+@schema
+class LabeledVideoParams(dj.Lookup):
+    definition = """
+    # how to draw a labeled video
+    labeled_video_idx: int16
+    ---
+    labeled_video_desc: varchar(128)
+    pcutoff: float64  # points below this likelihood are not drawn
+    start_frame=0: int32
+    n_frames=null: int32  # null = to the end of the recording
+    fps=null: float64  # output frame rate; null = the recording's
+    dot_radius=4: int32  # pixels
+    """
+    contents = [
+        {
+            "labeled_video_idx": 0,
+            "labeled_video_desc": "whole recording, points above 0.6",
+            "pcutoff": 0.6,
+            "start_frame": 0,
+            "n_frames": None,
+            "fps": None,
+            "dot_radius": 4,
+        }
+    ]
+
+
+@schema
+class LabeledVideoTask(dj.Manual):
+    definition = """
+    # a pose estimation to draw onto its video
+    -> model.PoseEstimation
+    -> LabeledVideoParams
+    """
+
+
+@schema
+class LabeledVideo(dj.Computed):
+    definition = """
+    # the recording with the estimated body parts drawn on it (our own overlay, MPEG-4)
+    -> LabeledVideoTask
+    ---
+    labeled_video_path: varchar(255)  # relative to the processed root
+    nframes: int32
+    fps: float64
+    """
+
+    def make_fetch(self, key):
+        """Fetch the drawing parameters, the recording's properties and its video files."""
+        params = (LabeledVideoParams & key).fetch1()
+        info = (model.RecordingInfo & key).fetch1()
+        videos = [str(p) for p in model.VideoRecording.video_paths(key)]
+        return params, info, videos
+
+    def make_compute(self, key, params, info, videos):
+        """Draw the video, outside any transaction (it takes a while for long recordings)."""
+        tracks = _tracks(key)  # arrays are read here, not hashed by make_fetch's check
+        fps = params["fps"] or info["fps"]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(videos[0]).stem)
+        path = _folder(key, "labeled") / f"{stem}_labeled{key['labeled_video_idx']}.mp4"
+        written = plots.labeled_video(
+            [Path(v) for v in videos],
+            tracks,
+            path,
+            pcutoff=params["pcutoff"],
+            start=params["start_frame"],
+            nframes=params["n_frames"],
+            fps=fps,
+            radius=params["dot_radius"],
+        )
+        rel = to_relative(path, roots=(get_settings().processed_data_dir,))
+        return ({"labeled_video_path": rel, "nframes": written, "fps": fps},)
+
+    def make_insert(self, key, row):
+        """Insert the video's path."""
+        self.insert1({**key, **row})
+
+    @classmethod
+    def path(cls, key: dict) -> Path:
+        """Return the absolute path of one labeled video."""
+        root = get_settings().processed_data_dir
+        return find_full_path((cls & key).fetch1("labeled_video_path"), roots=(root,))
+
+
+__all__ = [
+    "schema",
+    "QCParamSet",
+    "PoseQC",
+    "QCPlots",
+    "LabeledVideoParams",
+    "LabeledVideoTask",
+    "LabeledVideo",
+]
