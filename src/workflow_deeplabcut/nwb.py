@@ -47,6 +47,10 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def _postprocess_version() -> str:
+    return f"{_version('workflow-deeplabcut')}; movement {_version('movement')}"
+
+
 def _safe(name: str) -> str:
     """NWB object names may not contain '/'."""
     return re.sub(r"[/:]+", "-", str(name))
@@ -328,7 +332,7 @@ def _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, source_video
                 ),
                 scorer=(model.PoseEstimation & est).fetch1("scorer"),
                 source_software="workflow-deeplabcut (movement)",
-                source_software_version=f"{_version('workflow-deeplabcut')} (movement {_version('movement')})",
+                source_software_version=_postprocess_version(),
                 skeleton=skeletons[model_row["model_name"]],
                 source_video=source_video,
                 device=source_video.device,

@@ -283,7 +283,7 @@ JUMP_PX = 60.0
 def noisy_estimate(
     spec: SyntheticSpec | None = None, *, noise_px: float = 1.0, n_outliers: int = 20, seed: int = 0
 ) -> tuple[pd.DataFrame, Corruption]:
-    """A pose estimate of the synthetic video with known defects, as DeepLabCut would write it.
+    """Make a pose estimate of the synthetic video with known defects, as DeepLabCut would write it.
 
     The truth plus Gaussian noise (``noise_px``) with, per body part, ``n_outliers`` isolated
     low-likelihood frames and one 15-frame low-likelihood gap (both with junk positions 40 px
