@@ -297,6 +297,74 @@ def export_trajectory(
     console.print(f"wrote {path}")
 
 
+@app.command("export-nwb")
+def export_nwb(
+    items: list[str] = typer.Argument(..., help="NAME=VALUE pairs naming one session, then OUT.nwb."),
+    postprocessed: bool = typer.Option(True, help="Include post-processed trajectories."),
+    training_labels: bool = typer.Option(False, "--training-labels", help="Include DLC labeled frames."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
+    check: bool = typer.Option(True, help="Run nwbinspector on the file and report what it finds."),
+) -> None:
+    """Write a session's pose estimations to an NWB file (ndx-pose), checked by nwbinspector.
+
+    Example: workflow-deeplabcut export-nwb subject=m1 "session_datetime=2025-01-01 12:00:00" m1.nwb
+    """
+    from . import nwb
+
+    if len(items) < 2 or not items[-1].endswith(".nwb"):
+        _fail("Give the session as NAME=VALUE pairs, then the output file ending in .nwb.")
+    _pipeline()
+    try:
+        path = nwb.export_session(
+            parse_key(items[:-1]),
+            Path(items[-1]),
+            postprocessed=postprocessed,
+            training_labels=training_labels,
+            overwrite=overwrite,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    console.print(f"wrote {path}")
+    if check:
+        messages = nwb.inspect(path)
+        for m in messages:
+            console.print(f"nwbinspector {m.importance.name}: {m.check_function_name}: {m.message}")
+        critical = [m for m in messages if m.importance.name == "CRITICAL"]
+        console.print(f"nwbinspector: {len(messages)} message(s), {len(critical)} critical")
+        if critical:
+            raise typer.Exit(1)
+
+
+@app.command("import-pose")
+def import_pose(
+    path: Path = typer.Argument(..., help="The pose file (inside a data root)."),
+    software: str = typer.Option(..., "--software", "-s", help="DeepLabCut, SLEAP, LightningPose or NWB."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name (registered as external if new)."),
+    key: list[str] = KeyOption,
+    pose_estimation_key: str = typer.Option(None, help="NWB: the PoseEstimation object's name."),
+    processing_module_key: str = typer.Option("behavior", help="NWB: the processing module."),
+) -> None:
+    """Import pose data made elsewhere as a PoseEstimation of an external model.
+
+    The recording (--key) must exist; the model is registered with the file's body parts.
+
+    Example: workflow-deeplabcut import-pose m1.h5 -s SLEAP -m sleap-v1 -k subject=m1 -k recording_id=1
+    """
+    from . import imports
+
+    _pipeline()
+    loader = {}
+    if software == "NWB":
+        loader = {"processing_module_key": processing_module_key}
+        if pose_estimation_key:
+            loader["pose_estimation_key"] = pose_estimation_key
+    try:
+        done = imports.import_pose_file(path, software, parse_key(key), model, loader_params=loader)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    console.print(f"imported {path} as {done}")
+
+
 @app.command()
 def diagram(output: Path = typer.Argument(Path("pipeline.svg"), help="A .svg, .png or .mmd file.")) -> None:
     """Draw the pipeline's tables and dependencies (Mermaid text where Graphviz is absent).

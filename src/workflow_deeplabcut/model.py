@@ -594,6 +594,11 @@ class PoseEstimationTask(dj.Manual):
         full = Path(path).expanduser().resolve()
         if not full.is_file():
             raise FileNotFoundError(f"Pose file {full} does not exist.")
+        if cls & key:
+            raise dj.errors.DuplicateError(
+                f"Recording {key} already has a pose estimation task for model {model_name!r}; "
+                "import under another model name, or delete that task first."
+            )
         params = {
             "source_file": to_relative(full),
             "source_software": software,

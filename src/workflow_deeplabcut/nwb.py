@@ -92,6 +92,7 @@ def _session_metadata(session_key: dict) -> tuple[dict, dict]:
         "lab": labs[0]["lab_name"] if len(labs) == 1 else None,
         "source_script": f"workflow-deeplabcut (DeepLabCut {_version('deeplabcut')})",
         "source_script_file_name": "workflow_deeplabcut/nwb.py",
+        "keywords": ["pose estimation", "behavior", "DeepLabCut", "DataJoint"],
     }
     return file_kwargs, subject_kwargs
 
@@ -218,6 +219,7 @@ def export_session(
                 external_file=[os.path.relpath(f, path.resolve().parent) for f in files],
                 format="external",
                 starting_frame=starts,
+                num_samples=int(info["nframes"]),
                 rate=float(info["fps"]),
                 dimension=[int(info["px_width"]), int(info["px_height"])],
                 device=devices[device_name],
@@ -301,7 +303,7 @@ def _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, source_video
         for r in (model.PoseEstimation.BodyPartPosition & est).to_dicts()
     }
     rows = (postprocess.CleanedTrajectory.BodyPart & ck).to_dicts()
-    unit = "cm" if master["space_unit"] == "cm" else "pixels"
+    unit = "centimeters" if master["space_unit"] == "cm" else "pixels"
     for ind in sorted({r["individual"] for r in rows}):
         series = [
             _series(
@@ -364,6 +366,7 @@ def _training(ndx_pose, nwbfile, model_row, skeleton, path: Path, dlc, model):
                 external_file=[os.path.relpath(video or h5.parent, path.resolve().parent)],
                 format="external",
                 starting_frame=[0],
+                num_samples=_nframes(video) if video else 0,
                 rate=1.0,
             )
         annotator = str(labels.columns.get_level_values("scorer")[0])

@@ -116,6 +116,7 @@ def likelihood_histogram(
         ax.hist(lk[np.isfinite(lk)], bins=bins, histtype="step", lw=1.2, color=colour, label=label)
     ax.axvline(pcutoff, color="k", ls="--", lw=1, label=f"p-cutoff {pcutoff:g}")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)  # bars start at one frame
     ax.set_xlabel("likelihood")
     ax.set_ylabel("frames")
     ax.set_title(title, fontsize=9)

@@ -242,7 +242,7 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
     xarray.Dataset
         A movement poses dataset.
     """
-    from movement.io import load_poses
+    from movement.io import load_dataset
 
     if software not in EXTERNAL_SOFTWARE:
         raise ValueError(f"Unknown pose software {software!r}; choose one of {sorted(EXTERNAL_SOFTWARE)}.")
@@ -250,9 +250,7 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
     if not path.is_file():
         raise FileNotFoundError(f"Pose file {path} does not exist.")
     try:
-        if software == "NWB":
-            return load_poses.from_nwb_file(path, **kwargs)
-        return load_poses.from_file(path, source_software=software, fps=fps)
+        return load_dataset(path, source_software=EXTERNAL_SOFTWARE[software], fps=fps, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path} could not be read as {software} pose data: {err}") from err
 
