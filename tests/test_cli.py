@@ -2,9 +2,11 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import PROJECT_ROOT
 from typer.testing import CliRunner
@@ -72,6 +74,14 @@ def test_demo_runs_then_reuses(workdir):
     from PIL import Image
 
     assert Image.open(plots[0]).size == (500, 500)
+    speeds = [line for line in first.stdout.splitlines() if line.startswith("Median speed")]
+    assert len(speeds) == 2
+    for line in speeds:
+        measured, true = (float(x) for x in re.findall(r"([\d.]+) cm/s", line))
+        assert measured == pytest.approx(true, rel=0.05), line
+    assert "nwbinspector: 0 critical" in first.stdout
+    assert (workdir / "demo" / "demo-session.nwb").is_file()
+    assert len(list((workdir / "demo" / "processed").rglob("qc0_*.png"))) == 3
     second = run_cli("demo", "--directory", str(workdir / "demo"), "--prefix", prefix)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Training a small" in second.stdout  # the step is visited...
@@ -171,3 +181,39 @@ def test_unreachable_server_is_a_clear_message():
     assert proc.returncode == 1
     assert "Cannot connect to the postgresql at 127.0.0.1:9 (user lab)" in proc.stdout.replace("\n", " ")
     assert "Traceback" not in proc.stdout + proc.stderr and "hunter2" not in proc.stdout + proc.stderr
+
+
+def test_export_nwb_and_import_pose(pipeline, noisy, processed_root):
+    """``export-nwb`` writes and checks a file; ``import-pose`` brings it back as a new model."""
+    from pynwb import NWBHDF5IO
+
+    session = [f"subject={noisy['key']['subject']}", f"session_datetime={noisy['key']['session_datetime']}"]
+    out = processed_root / "cli" / "session.nwb"
+    result = runner.invoke(app, ["export-nwb", *session, str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nwbinspector:" in result.output and " 0 critical" in result.output
+    with NWBHDF5IO(str(out), "r") as io:
+        assert "noisy_recording1" in io.read().processing["behavior"].data_interfaces
+    again = runner.invoke(app, ["export-nwb", *session, str(out)])
+    assert again.exit_code == 1 and "exists" in again.output
+    bad = runner.invoke(app, ["export-nwb", "subject=nobody", str(processed_root / "x.nwb")])
+    assert bad.exit_code == 1 and "matches 0 sessions" in bad.output
+
+    args = [
+        "import-pose",
+        str(out),
+        "-s",
+        "NWB",
+        "-m",
+        "cli-import",
+        "--pose-estimation-key",
+        "noisy_recording1",
+    ]
+    result = runner.invoke(app, [*args, *(f"-k{kv}" for kv in [*session, "recording_id=1"])])
+    assert result.exit_code == 0, result.output
+    key = {**noisy["key"], "model_name": "cli-import"}
+    imported = pipeline.model.PoseEstimation.get_trajectory(key).to_numpy()
+    original = pipeline.model.PoseEstimation.get_trajectory(noisy["key"]).to_numpy()
+    np.testing.assert_array_equal(imported, original)
+    missing = runner.invoke(app, ["import-pose", "nothing.h5", "-s", "SLEAP", "-m", "x", "-k", "subject=y"])
+    assert missing.exit_code == 1 and "Error" in missing.output

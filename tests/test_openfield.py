@@ -100,18 +100,26 @@ def test_train_register_evaluate(pipeline, project, trained_openfield):
     assert np.isfinite(ev["train_error"]) and ev["train_error"] > 0
 
 
-def test_inference_then_load(pipeline, project, trained_openfield, new_session, camera):
+@pytest.fixture(scope="module")
+def inferred(pipeline, project, trained_openfield, new_session, camera):
+    """Trigger-mode inference of the trained model on the 45-frame clip."""
     model = pipeline.model
     clip = project / "videos" / "m3v1clip.mp4"
-    session_key = new_session("of")
-    rec = model.VideoRecording.insert_recording(session_key, 1, camera, [clip])
+    rec = model.VideoRecording.insert_recording(new_session("of"), 1, camera, [clip])
     model.RecordingInfo.populate(rec)
-    info = (model.RecordingInfo & rec).fetch1()
-    assert (info["px_width"], info["px_height"], info["nframes"]) == (640, 480, CLIP_FRAMES)
-
     key = model.PoseEstimationTask.generate(rec, "openfield", task_mode="trigger")
     result = model.PoseEstimation.populate(key, suppress_errors=True)
     assert not result["error_list"], result["error_list"]
+    return key
+
+
+def test_inference_then_load(pipeline, project, inferred, camera):
+    model = pipeline.model
+    clip = project / "videos" / "m3v1clip.mp4"
+    key = inferred
+    session_key = {k: key[k] for k in ("subject", "session_datetime")}
+    info = (model.RecordingInfo & key).fetch1()
+    assert (info["px_width"], info["px_height"], info["nframes"]) == (640, 480, CLIP_FRAMES)
     traj = model.PoseEstimation.get_trajectory(key)
     assert traj.shape == (CLIP_FRAMES, 3 * len(BODY_PARTS))
     assert set(traj.columns.get_level_values("bodyparts")) == BODY_PARTS
@@ -128,3 +136,53 @@ def test_inference_then_load(pipeline, project, trained_openfield, new_session, 
     assert (model.PoseEstimationTask & loaded_key).fetch1("task_mode") == "load"
     model.PoseEstimation.populate(loaded_key)
     np.testing.assert_array_equal(model.PoseEstimation.get_trajectory(loaded_key).to_numpy(), traj.to_numpy())
+
+
+def test_postprocess_qc_and_nwb_on_real_output(pipeline, project, inferred, processed_root):
+    """The real 640x480 output through the rest of the pipeline, driven by processing.run."""
+    from pynwb import NWBHDF5IO
+
+    from workflow_deeplabcut import nwb, plots, processing
+
+    pp, qc = pipeline.postprocess, pipeline.qc
+    idx = pp.PostprocessParamSet.insert_new_params(
+        "openfield: median 5, heading tailbase -> snout",
+        {"likelihood_threshold": 0.4, "smoothing": "median", "heading_body_parts": ["tailbase", "snout"]},
+    )
+    pp.PostprocessTask.generate(inferred, idx)
+    qc.LabeledVideoTask.insert1({**inferred, "labeled_video_idx": 0})
+    results = processing.run(restriction=inferred, display_progress=False)
+    assert not [r for r in results if r.errors], [(r.table, r.errors) for r in results if r.errors]
+    done = {r.table: r.success for r in results}
+    for table in ("CleanedTrajectory", "Kinematics", "PoseQC", "QCPlots", "LabeledVideo"):
+        assert done[table] == 1, (table, done)
+
+    rows = (pp.CleanedTrajectory.BodyPart & inferred).to_dicts()
+    assert {r["body_part"] for r in rows} == BODY_PARTS
+    for r in rows:  # every point is accounted for
+        assert 0 <= r["n_missing"] <= CLIP_FRAMES
+    kin = pp.Kinematics.get_dataset(inferred)
+    assert kin.attrs == {"space_unit": "px", "time_unit": "s"}
+    assert kin.speed.shape == (CLIP_FRAMES, len(BODY_PARTS), 1)
+    metrics = (qc.PoseQC.BodyPart & inferred).to_dicts()
+    assert len(metrics) == len(BODY_PARTS)
+    assert all(0 <= m["fraction_below_pcutoff"] <= 1 for m in metrics)
+    from PIL import Image
+
+    for path in qc.QCPlots.paths(inferred).values():
+        with Image.open(path) as image:
+            assert image.size == plots.PICTURE_SIZE
+    labeled = video.probe(qc.LabeledVideo.path(inferred))
+    assert (labeled.width, labeled.height, labeled.nframes) == (640, 480, CLIP_FRAMES)
+
+    session_key = {k: inferred[k] for k in ("subject", "session_datetime")}
+    path = nwb.export_session(session_key, processed_root / "nwb" / "openfield.nwb", training_labels=True)
+    with NWBHDF5IO(str(path), "r") as io:
+        f = io.read()
+        pe = f.processing["behavior"]["openfield_recording1"]
+        assert set(pe.pose_estimation_series) == BODY_PARTS
+        assert pe.pose_estimation_series["snout"].data.shape == (CLIP_FRAMES, 2)
+        assert f"openfield_recording1_postprocess{idx}" in f.processing["behavior"].data_interfaces
+        frames = f.processing["behavior"]["PoseTraining_openfield"].training_frames.training_frames
+        assert len(frames) == 116
+    assert not [m for m in nwb.inspect(path) if m.importance.name == "CRITICAL"]

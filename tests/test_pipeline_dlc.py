@@ -161,3 +161,24 @@ def test_trigger_uses_the_models_snapshot(pipeline, recording, model_name, synth
     assert not result["error_list"], result["error_list"]
     assert (model.PoseEstimation & key).fetch1("scorer").endswith("_snapshot_20")
     assert synthetic_project.read_text() == before
+
+
+def test_kinematics_of_real_inference_match_truth(pipeline, triggered):
+    """Speed from DeepLabCut's own estimate, cleaned and differentiated, is the true speed."""
+    pp = pipeline.postprocess
+    spec = synthetic.SyntheticSpec()
+    idx = pp.PostprocessParamSet.insert_new_params(
+        "savgol 9, heading tail -> head",
+        {"smoothing": "savgol", "window": 9, "heading_body_parts": ["tail", "head"]},
+    )
+    key = pp.PostprocessTask.generate(triggered, idx)
+    pp.CleanedTrajectory.populate(key)
+    pp.Kinematics.populate(key)
+    kin = pp.Kinematics.get_dataset(key)
+    assert kin.attrs == {"space_unit": "px", "time_unit": "s"}
+    for part in synthetic.BODY_PARTS:
+        speed = float(kin.speed.sel(keypoints=part).median()) / spec.fps  # px per frame
+        assert speed == pytest.approx(spec.speed, rel=0.05), part
+    heading = kin.heading.sel(individuals=dlc.SINGLE_INDIVIDUAL).values
+    truth = 2 * np.pi * np.arange(spec.n_frames) / spec.period
+    assert np.nanmedian(np.abs(np.angle(np.exp(1j * (heading - truth))))) < 0.1

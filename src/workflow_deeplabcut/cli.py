@@ -34,8 +34,9 @@ def demo(
     """Run the whole pipeline on a generated example, on the embedded database.
 
     Generates a synthetic video with known trajectories and a labeled DeepLabCut project,
-    trains a small model on CPU, registers and evaluates it, estimates poses and reports
-    the errors. A second run reuses what is there.
+    trains a small model on CPU, registers and evaluates it, estimates poses, cleans them,
+    computes kinematics and QC pictures, exports NWB and reports the errors. A second run
+    reuses what is there.
 
     Example: workflow-deeplabcut demo --fresh
     """
@@ -63,7 +64,16 @@ def demo(
     )
     for part, err in report.truth_error.items():
         console.print(f"Median error against the ground truth, {part}: {err:.2f} px")
+    for part, speed in report.speed.items():
+        console.print(
+            f"Median speed, {part}: {speed:.2f} cm/s (true {report.true_speed:.2f} cm/s; demo scale 10 px/cm)"
+        )
+    for part, fraction in report.qc.items():
+        console.print(f"QC, {part}: {fraction:.1%} of frames below p-cutoff")
     console.print(f"Trajectory plot: {report.plot}")
+    for name, path in report.qc_plots.items():
+        console.print(f"QC picture ({name}): {path}")
+    console.print(f"NWB file: {report.nwb} (nwbinspector: {report.nwb_critical} critical)")
     console.print(f"DeepLabCut outputs: {report.output_dir}")
     console.print(f"Demo data: {report.directory}")
 

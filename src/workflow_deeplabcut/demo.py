@@ -2,8 +2,10 @@
 
 It generates a synthetic behaviour video with known trajectories and a DeepLabCut project
 with labeled frames (see :mod:`workflow_deeplabcut.synthetic`), then trains, registers,
-evaluates and runs a small model on CPU through the pipeline's tables, and reports the
-evaluation error and the error against the ground truth. Run twice, it reuses what is there.
+evaluates and runs a small model on CPU through the pipeline's tables, cleans the trajectories,
+computes kinematics and QC pictures, exports the session to NWB, and reports the evaluation
+error, the error against the ground truth and the speed against the true speed. Run twice, it
+reuses what is there.
 
 The demo keeps to its own folder and schema prefix (``workflow_dlc_demo_``), so it never
 mixes with a lab's data.
@@ -20,6 +22,18 @@ import numpy as np
 from . import settings
 
 DEMO_PREFIX = "workflow_dlc_demo_"
+
+#: The demo's made-up spatial scale, so its kinematics come out in cm and cm/s.
+DEMO_PX_PER_CM = 10.0
+DEMO_POSTPROCESS = {
+    "likelihood_threshold": 0.6,
+    "max_gap": 10,
+    "smoothing": "savgol",
+    "window": 9,
+    "polyorder": 2,
+    "px_per_cm": DEMO_PX_PER_CM,
+    "heading_body_parts": ["tail", "head"],
+}
 
 #: Small, fast, offline training: timm resnet10t backbone, full frames, constant learning rate.
 DEMO_TRAINING = {
@@ -51,6 +65,13 @@ class DemoReport:
     truth_error: dict = field(default_factory=dict)
     plot: Path | None = None
     output_dir: Path | None = None
+    true_speed: float | None = None  # cm/s
+    speed: dict = field(default_factory=dict)  # median speed per body part, cm/s
+    distance: float | None = None  # cm travelled by the centroid
+    qc: dict = field(default_factory=dict)  # body part -> fraction below p-cutoff
+    qc_plots: dict = field(default_factory=dict)
+    nwb: Path | None = None
+    nwb_critical: int | None = None
 
 
 def default_directory() -> Path:
@@ -95,7 +116,7 @@ def run_demo(
     processed.mkdir(parents=True, exist_ok=True)
     settings.configure(prefix=prefix, root_data_dirs=[raw], processed_data_dir=processed)
     say("Connecting to the database")
-    from .pipeline import lab, model, session, subject, train
+    from .pipeline import lab, model, postprocess, qc, session, subject, train
 
     if fresh:
         say("Deleting the demo's earlier rows")
@@ -106,6 +127,7 @@ def run_demo(
             train.TrainingParamSet,
             model.BodyPart,
             lab.Device,
+            postprocess.PostprocessParamSet,
         ):
             table.delete(prompt=False)
 
@@ -172,7 +194,33 @@ def run_demo(
         model.PoseEstimationTask.generate(recording, model_name, task_mode="trigger")
     _populate(model.PoseEstimation, pose_key)
 
+    say("Cleaning the trajectories and computing kinematics (postprocess)")
+    pp_idx = postprocess.PostprocessParamSet.insert_new_params(
+        "demo: Savitzky-Golay 9, heading tail -> head, 10 px/cm", DEMO_POSTPROCESS
+    )
+    postprocess.PostprocessTask.generate(pose_key, pp_idx)
+    pp_key = {**pose_key, "pp_paramset_idx": pp_idx}
+    _populate(postprocess.CleanedTrajectory, pp_key)
+    _populate(postprocess.Kinematics, pp_key)
+    say("Quality control: metrics and pictures (qc.PoseQC, qc.QCPlots)")
+    _populate(qc.PoseQC, pose_key)
+    _populate(qc.QCPlots, pose_key)
+
     report = DemoReport(directory=directory)
+    from . import nwb
+
+    say("Exporting the session to NWB (ndx-pose) and checking it with nwbinspector")
+    report.nwb = nwb.export_session(session_key, directory / "demo-session.nwb", overwrite=True)
+    report.nwb_critical = sum(m.importance.name == "CRITICAL" for m in nwb.inspect(report.nwb))
+    kin = postprocess.Kinematics.get_dataset(pp_key)
+    report.true_speed = spec.speed * spec.fps / DEMO_PX_PER_CM
+    report.speed = {str(p): float(kin.speed.sel(keypoints=p).median()) for p in kin.keypoints.values}
+    report.distance = float(kin.distance.sum())
+    qc_key = {**pose_key, "qc_paramset_idx": 0}
+    report.qc = {
+        r["body_part"]: r["fraction_below_pcutoff"] for r in (qc.PoseQC.BodyPart & qc_key).to_dicts()
+    }
+    report.qc_plots = qc.QCPlots.paths(qc_key)
     evaluation = (model.ModelEvaluation & {"model_name": model_name}).fetch1()
     report.train_error, report.test_error = evaluation["train_error"], evaluation["test_error"]
     trajectory = model.PoseEstimation.get_trajectory(pose_key)
@@ -192,6 +240,10 @@ def run_demo(
         "model.RecordingInfo": model.RecordingInfo,
         "model.PoseEstimation": model.PoseEstimation,
         "model.PoseEstimation.BodyPartPosition": model.PoseEstimation.BodyPartPosition,
+        "postprocess.CleanedTrajectory": postprocess.CleanedTrajectory,
+        "postprocess.Kinematics": postprocess.Kinematics,
+        "qc.PoseQC": qc.PoseQC,
+        "qc.QCPlots": qc.QCPlots,
     }.items():
         report.tables[name] = len(table.keys())
     return report
