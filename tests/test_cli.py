@@ -183,7 +183,7 @@ def test_unreachable_server_is_a_clear_message():
     assert "Traceback" not in proc.stdout + proc.stderr and "hunter2" not in proc.stdout + proc.stderr
 
 
-def test_export_nwb_and_import_pose(pipeline, noisy, processed_root):
+def test_export_nwb_and_import_pose(pipeline, noisy, processed_root, new_session, camera):
     """``export-nwb`` writes and checks a file; ``import-pose`` brings it back as a new model."""
     from pynwb import NWBHDF5IO
 

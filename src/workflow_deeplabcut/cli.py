@@ -73,7 +73,8 @@ def demo(
     console.print(f"Trajectory plot: {report.plot}")
     for name, path in report.qc_plots.items():
         console.print(f"QC picture ({name}): {path}")
-    console.print(f"NWB file: {report.nwb} (nwbinspector: {report.nwb_critical} critical)")
+    console.print(f"NWB file: {report.nwb}")
+    console.print(f"nwbinspector: {report.nwb_critical} critical")
     console.print(f"DeepLabCut outputs: {report.output_dir}")
     console.print(f"Demo data: {report.directory}")
 
