@@ -15,58 +15,14 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
-SERVERS = {
-    "postgres": {
-        "DJ_HOST": "127.0.0.1",
-        "DJ_PORT": "5432",
-        "DJ_BACKEND": "postgresql",
-        "DJ_USER": "postgres",
-        "DJ_PASS": "postgres",
-    },
-    "mariadb": {
-        "DJ_HOST": "127.0.0.1",
-        "DJ_PORT": "3306",
-        "DJ_BACKEND": "mysql",
-        "DJ_USER": "root",
-        "DJ_PASS": "",
-    },
-}
-
-
-def configure(backend: str, workdir: Path) -> None:
-    (workdir / "raw").mkdir()
-    (workdir / "processed").mkdir()
-    os.environ.update(
-        WORKFLOW_DLC_PREFIX=f"bench{uuid.uuid4().hex[:6]}_",
-        WORKFLOW_DLC_ROOT_DATA_DIR=str(workdir / "raw"),
-        WORKFLOW_DLC_PROCESSED_DIR=str(workdir / "processed"),
-        WORKFLOW_DLC_EMBEDDED_DIR=str(workdir / "pgdata"),
-        WORKFLOW_DLC_DATABASE="embedded" if backend == "embedded" else "server",
-    )
-    if backend != "embedded":
-        os.environ.update(SERVERS[backend])
-
-
-def timed(fn, repeat: int, setup=None) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        if setup:
-            setup()
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+from common import SERVERS, configure, seed_estimation_task, timed
 
 
 def main() -> int:
@@ -84,7 +40,7 @@ def main() -> int:
     import pandas as pd
 
     from workflow_deeplabcut import database, synthetic
-    from workflow_deeplabcut.pipeline import lab, model, session, subject, target, train
+    from workflow_deeplabcut.pipeline import SCHEMAS, model, target
 
     conn = model.schema.connection
     packet = None
@@ -98,40 +54,7 @@ def main() -> int:
         h5 = synthetic.write_dlc_outputs(workdir / "processed" / out_rel, "bench", parts, args.frames)
         size = h5.stat().st_size
 
-        lab.Device.insert1({"device": "cam", "modality": "video"})
-        subject.Subject.insert1({"subject": "bench", "sex": "U", "subject_birth_date": "2024-01-01"})
-        session.Session.insert1({k: key[k] for k in ("subject", "session_datetime")})
-        model.VideoRecording.insert1({**key, "device": "cam"})
-        model.VideoRecording.File.insert1({**key, "file_id": 0, "file_path": "bench.mp4"})
-        model.RecordingInfo.insert1(
-            {
-                **key,
-                "px_height": 480,
-                "px_width": 640,
-                "nframes": args.frames,
-                "fps": 30.0,
-                "recording_duration": args.frames / 30,
-            },
-            allow_direct_insert=True,
-        )  # no real video to probe
-        model.BodyPart.insert([{"body_part": p} for p in parts])
-        model.Model.insert1(
-            {
-                "model_name": "bench",
-                "task": "bench",
-                "date": "Jan1",
-                "iteration": 0,
-                "snapshotindex": 0,
-                "shuffle": 1,
-                "trainingsetindex": 0,
-                "scorer": "bench",
-                "config_template": {},
-                "project_path": "bench-project",
-            }
-        )
-        model.Model.BodyPart.insert([{"model_name": "bench", "body_part": p} for p in parts])
-        task = {**key, "model_name": "bench"}
-        model.PoseEstimationTask.insert1({**task, "task_mode": "load", "pose_estimation_output_dir": out_rel})
+        task = seed_estimation_task(key, parts, args.frames, out_rel)
 
         def clear():
             (model.PoseEstimation & task).delete(prompt=False)
@@ -176,7 +99,7 @@ def main() -> int:
     finally:
         if packet is not None:
             conn.query(f"SET GLOBAL max_allowed_packet = {int(packet)}")
-        for module in (model, train, session, subject, lab):
+        for module in reversed(list(SCHEMAS.values())):
             module.schema.drop(prompt=False)
         if target.embedded:
             database.stop_embedded(workdir / "pgdata")

@@ -211,7 +211,7 @@ def export_session(
             starts, total = [], 0
             for f in files:
                 starts.append(total)
-                total += _nframes(f)
+                total += _nframes(f) if len(files) > 1 else 0  # one file starts at 0: no probe
             videos[rid] = ImageSeries(
                 name=f"video_recording{rid}",
                 description=f"recording {rid}: {len(files)} file(s) from {device_name}",
@@ -280,9 +280,13 @@ def export_session(
                 behavior.add(training)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with pynwb.NWBHDF5IO(str(partial), "w") as io:
-        io.write(nwbfile)
+    partial = path.with_suffix(".partial.nwb")
+    try:
+        with pynwb.NWBHDF5IO(str(partial), "w") as io:
+            io.write(nwbfile)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)  # a complete file or none
     return path
 

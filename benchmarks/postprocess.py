@@ -1,0 +1,127 @@
+"""Benchmark: the pipeline's post-processing, QC and NWB export against the bare libraries.
+
+For one large estimate (default: a one-hour video at 30 fps, 108,000 frames, 20 body parts) it
+times, side by side in the same process (compare ratios, not seconds; this machine is noisy):
+
+- ``CleanedTrajectory.populate`` + ``Kinematics.populate`` (fetch arrays, clean, derive, write
+  ``.npy`` files, insert rows) against calling the same movement functions on arrays already in
+  memory (``poses.clean`` + ``poses.kinematics``): the pipeline's overhead;
+- ``PoseQC.populate`` against ``poses.qc_metrics`` on in-memory arrays;
+- ``nwb.export_session`` against movement's own ``to_nwb_file`` + ``NWBHDF5IO.write`` of the same
+  raw data (our file also holds the cleaned trajectories, metadata and skeleton).
+
+    python benchmarks/postprocess.py [--backend embedded|postgres|mariadb] [--frames N] [--parts K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from common import SERVERS, configure, seed_estimation_task, timed
+
+
+def report(name: str, values: list[float], base: list[float], base_name: str) -> None:
+    ratio = min(values) / min(base)
+    print(
+        f"{name:28s} min {min(values) * 1e3:9.1f} ms   median {statistics.median(values) * 1e3:9.1f} ms   "
+        f"{ratio:5.2f}x {base_name} ({min(base) * 1e3:.1f} ms)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=["embedded", *SERVERS], default="embedded")
+    parser.add_argument("--frames", type=int, default=108_000)
+    parser.add_argument("--parts", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="wdlc-bench-"))
+    configure(args.backend, workdir)
+    import pynwb
+
+    from workflow_deeplabcut import database, nwb, poses, synthetic
+    from workflow_deeplabcut.pipeline import SCHEMAS, model, postprocess, qc, target
+
+    try:
+        parts = [f"part{i:02d}" for i in range(args.parts)]
+        key = {"subject": "bench", "session_datetime": "2025-01-01 00:00:00", "recording_id": 1}
+        out_rel = "bench/out"
+        synthetic.write_dlc_outputs(workdir / "processed" / out_rel, "bench", parts, args.frames)
+        task = seed_estimation_task(key, parts, args.frames, out_rel)
+        (workdir / "raw" / "bench.mp4").touch()  # the export links the video; it is never read
+        model.PoseEstimation.populate(task)
+        params = {"smoothing": "savgol", "window": 7, "px_per_cm": 10.0, "heading_body_parts": parts[:2]}
+        idx = postprocess.PostprocessParamSet.insert_new_params("bench", params)
+        pp_key = {**task, "pp_paramset_idx": idx}
+        postprocess.PostprocessTask.insert1(pp_key)
+        qc_key = {**task, "qc_paramset_idx": 0}
+        checked = poses.check_postprocess_params(params)
+
+        rows = (model.PoseEstimation.BodyPartPosition & task).to_dicts()
+        arrays = {
+            (r["individual"], r["body_part"]): {
+                a: model._load(r[a]).copy() for a in ("x_pos", "y_pos", "likelihood")
+            }
+            for r in rows
+        }
+        ds = poses.to_dataset(arrays, 30.0)
+
+        def bare_postprocess():
+            cleaned, _ = poses.clean(ds, checked)
+            poses.kinematics(cleaned.assign_attrs(time_unit="seconds"), checked)
+
+        def pipeline_postprocess():
+            postprocess.CleanedTrajectory.populate(pp_key)
+            postprocess.Kinematics.populate(pp_key)
+
+        def clear_postprocess():
+            (postprocess.CleanedTrajectory & pp_key).delete(prompt=False)
+
+        def bare_qc():
+            for a in arrays.values():
+                poses.qc_metrics(a["x_pos"], a["y_pos"], a["likelihood"], 0.6, 30.0)
+
+        def clear_qc():
+            (qc.PoseQC & qc_key).delete(prompt=False)
+
+        base_pp = timed(bare_postprocess, args.repeat)
+        pipe_pp = timed(pipeline_postprocess, args.repeat, setup=clear_postprocess)
+        base_qc = timed(bare_qc, args.repeat)
+        pipe_qc = timed(lambda: qc.PoseQC.populate(qc_key), args.repeat, setup=clear_qc)
+
+        from movement.io import save_poses
+
+        def bare_nwb():
+            nwbfile = save_poses.to_nwb_file(ds)
+            with pynwb.NWBHDF5IO(str(workdir / "bare.nwb"), "w") as io:
+                io.write(nwbfile)
+
+        out = workdir / "processed" / "bench.nwb"
+        base_nwb = timed(bare_nwb, args.repeat)
+        pipe_nwb = timed(lambda: nwb.export_session(key, out, overwrite=True), args.repeat)
+
+        print(f"backend={args.backend}  frames={args.frames}  parts={args.parts}")
+        report("clean + kinematics (rows)", pipe_pp, base_pp, "movement in memory")
+        report("QC metrics (rows)", pipe_qc, base_qc, "the same metrics in memory")
+        report("NWB export (raw + cleaned)", pipe_nwb, base_nwb, "movement to_nwb_file (raw only)")
+        ours, bare = (p.stat().st_size / 2**20 for p in (out, workdir / "bare.nwb"))
+        print(f"NWB file: {ours:.1f} MiB; movement's raw-only file: {bare:.1f} MiB")
+    finally:
+        for module in reversed(list(SCHEMAS.values())):
+            module.schema.drop(prompt=False)
+        if target.embedded:
+            database.stop_embedded(workdir / "pgdata")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
