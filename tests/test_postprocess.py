@@ -185,3 +185,20 @@ def test_params_naming_missing_body_parts_are_refused(pipeline, noisy):
     assert "nose" in str(result["error_list"])
     assert not pp.CleanedTrajectory & {"pp_paramset_idx": idx}
     (pp.PostprocessTask & {"pp_paramset_idx": idx}).delete(prompt=False)
+
+
+def test_workers_run_the_new_stages_with_job_reservation(pipeline, noisy):
+    """The stages after pose estimation run through processing.run with DataJoint's job tables."""
+    from workflow_deeplabcut import processing
+
+    pp = pipeline.postprocess
+    idx = pp.PostprocessParamSet.insert_new_params("median 3", {"smoothing": "median", "window": 3})
+    pp.PostprocessTask.generate(noisy["key"], idx)
+    names = ["CleanedTrajectory", "Kinematics", "PoseQC", "QCPlots"]
+    results = processing.run(names, noisy["key"], reserve_jobs=True, display_progress=False)
+    assert [r.table for r in results] == names
+    assert not [r.errors for r in results if r.errors]
+    status = {row["table"]: row for row in processing.status(names)}
+    for name in names:
+        assert status[name]["reserved"] == 0 and not status[name]["errors"], status[name]
+    assert pp.Kinematics & noisy["key"] & {"pp_paramset_idx": idx}
