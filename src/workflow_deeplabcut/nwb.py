@@ -110,11 +110,16 @@ def _skeleton(ndx_pose, model_row: dict, parts: list[str], subject):
     )
 
 
-def _series(ndx_pose, part: str, x, y, likelihood, rate: float, unit: str, description: str):
+def _series(ndx_pose, row: dict, likelihood, rate: float, unit: str, description: str):
+    """One body part's ``PoseEstimationSeries`` from a part-table row (``x_pos``, ``y_pos``)."""
+    from .model import _load
+
     return ndx_pose.PoseEstimationSeries(
-        name=_safe(part),
+        name=_safe(row["body_part"]),
         description=description,
-        data=np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]),
+        data=np.column_stack(
+            [np.asarray(_load(row["x_pos"]), float), np.asarray(_load(row["y_pos"]), float)]
+        ),
         unit=unit,
         reference_frame=REFERENCE_FRAME,
         confidence=np.asarray(likelihood, dtype=float),
@@ -236,9 +241,7 @@ def export_session(
             series = [
                 _series(
                     ndx_pose,
-                    r["body_part"],
-                    model._load(r["x_pos"]),
-                    model._load(r["y_pos"]),
+                    r,
                     model._load(r["likelihood"]),
                     info["fps"],
                     "pixels",
@@ -312,9 +315,7 @@ def _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, source_video
         series = [
             _series(
                 ndx_pose,
-                r["body_part"],
-                model._load(r["x_pos"]),
-                model._load(r["y_pos"]),
+                r,
                 raw[(ind, r["body_part"])],
                 master["fps"],
                 unit,

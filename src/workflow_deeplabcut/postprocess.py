@@ -113,15 +113,6 @@ def _nullable(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _one(table, key: dict, what: str) -> dict:
-    matches = (table & key).keys()
-    if len(matches) != 1:
-        raise ValueError(
-            f"The key {key} matches {len(matches)} {what}; give one that identifies exactly one."
-        )
-    return matches[0]
-
-
 @schema
 class CleanedTrajectory(dj.Computed):
     definition = """
@@ -176,7 +167,7 @@ class CleanedTrajectory(dj.Computed):
         ``position`` is the cleaned position (in ``attrs['space_unit']``), ``confidence`` the
         raw likelihood, and the ``time`` coordinate is in seconds.
         """
-        match = _one(cls, key, "cleaned trajectories")
+        match = model._one_key(cls, key)
         master = (cls & match).fetch1()
         rows = (cls.BodyPart & match).to_dicts()
         raw = {
@@ -281,7 +272,7 @@ class Kinematics(dj.Computed):
     @classmethod
     def get_dataset(cls, key: dict) -> xr.Dataset:
         """Return one row's kinematics as an xarray Dataset, as :func:`poses.kinematics` makes it."""
-        match = _one(cls, key, "kinematics")
+        match = model._one_key(cls, key)
         master = (cls & match).fetch1()
         fps = (CleanedTrajectory & match).fetch1("fps")
         parts = sorted((cls.BodyPart & match).to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
@@ -304,7 +295,7 @@ class Kinematics(dj.Computed):
                 out[..., k, i] = model._load(r[attr])
             return out
 
-        def per_individual(attr, with_space):
+        def per_individual(attr):
             return np.stack([np.asarray(model._load(r[attr])) for r in inds], axis=-1)
 
         ds = xr.Dataset(
@@ -319,9 +310,9 @@ class Kinematics(dj.Computed):
                     ("keypoints", "individuals"),
                     _grid(parts, keypoints, individuals, "path_length"),
                 ),
-                "centroid": (("time", "space", "individuals"), per_individual("centroid", True)),
-                "centroid_speed": (("time", "individuals"), per_individual("centroid_speed", False)),
-                "heading": (("time", "individuals"), per_individual("heading", False)),
+                "centroid": (("time", "space", "individuals"), per_individual("centroid")),
+                "centroid_speed": (("time", "individuals"), per_individual("centroid_speed")),
+                "heading": (("time", "individuals"), per_individual("heading")),
                 "distance": (
                     ("individuals",),
                     [np.nan if r["distance"] is None else r["distance"] for r in inds],
