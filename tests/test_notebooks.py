@@ -8,8 +8,8 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 
 
-def test_there_are_five_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.dlc
@@ -29,3 +29,11 @@ def test_notebook_runs(path, pipeline):
         assert len(errors) == 2 and max(errors) < 3
     if path.stem.startswith("04"):
         assert "(nothing: ingest is idempotent)" in text and "problem(s), nothing written" in text
+    if path.stem.startswith("06"):
+        speeds = [
+            line.split("median speed ")[1].split() for line in text.splitlines() if "median speed" in line
+        ]
+        assert len(speeds) == 2
+        for measured, _, _, _, true, _ in speeds:
+            assert abs(float(measured) / float(true) - 1) < 0.05, speeds
+        assert "nwbinspector critical: 0" in text
