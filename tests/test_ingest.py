@@ -78,6 +78,24 @@ ing-m1,2025-06-01 10:00:00,1,ing-model,trigger,"{""batch_size"": 4}"
 ing-m2,2025-06-02 11:30:00,1,ing-model,trigger,
 """,
     )
+    write(
+        folder,
+        "postprocess_params.yaml",
+        """
+- pp_paramset_idx: 70
+  pp_paramset_desc: median 5, 12.5 px/cm
+  params: {smoothing: median, window: 5, px_per_cm: 12.5, heading_body_parts: [tail, head]}
+""",
+    )
+    write(
+        folder,
+        "postprocess_tasks.csv",
+        """
+subject,session_datetime,recording_id,model_name,pp_paramset_idx
+ing-m1,2025-06-01 10:00:00,1,ing-model,70
+ing-m2,2025-06-02 11:30:00,1,ing-model,70
+""",
+    )
     return folder
 
 
@@ -95,15 +113,20 @@ def test_ingest_then_reingest_is_a_no_op(pipeline, example):
         "TrainingParamSet": 1,
         "TrainingTask": 1,
         "PoseEstimationTask": 2,
+        "PostprocessParamSet": 1,
+        "PostprocessTask": 2,
         "Model": 1,
     }
+    pp = pipeline.postprocess
+    assert (pp.PostprocessParamSet & {"pp_paramset_idx": 70}).fetch1("pp_params")["px_per_cm"] == 12.5
+    assert len(pp.PostprocessTask & {"model_name": "ing-model"}) == 2
     model = pipeline.model
     assert (model.Model & {"model_name": "ing-model"}).fetch1("shuffle") == 1
     task = (model.PoseEstimationTask & {"subject": "ing-m1"}).fetch1()
     assert task["pose_estimation_params"] == {"batch_size": 4} and task["task_mode"] == "trigger"
     assert (pipeline.train.TrainingParamSet & {"paramset_idx": 70}).fetch1("params")["epochs"] == 5
     again = ingest.ingest(example)
-    assert again.counts() == {} and again.skipped >= 15
+    assert again.counts() == {} and again.skipped >= 18
 
 
 def test_every_problem_reported_nothing_written(pipeline, example, tmp_path, raw_root):
@@ -137,7 +160,26 @@ bad-m1,2025-06-01 10:00:00,abc,top-cam,0,{tmp_path / "outside.mp4"}
 bad-m1,2025-06-01 10:00:00,2,no-such-cam,0,missing.mp4
 """,
     )
+    write(
+        bad,
+        "postprocess_params.yaml",
+        """
+- pp_paramset_idx: 71
+  pp_paramset_desc: even window
+  params: {smoothing: median, window: 4}
+""",
+    )
+    write(
+        bad,
+        "postprocess_tasks.csv",
+        """
+subject,session_datetime,recording_id,model_name,pp_paramset_idx
+ing-m1,2025-06-01 10:00:00,1,ing-model,99
+ing-m1,2025-06-01 10:00:00,7,ing-model,70
+""",
+    )
     tables = [
+        pipeline.postprocess.PostprocessParamSet,
         pipeline.subject.Subject,
         pipeline.session.Session,
         pipeline.model.VideoRecording,
@@ -159,6 +201,9 @@ bad-m1,2025-06-01 10:00:00,2,no-such-cam,0,missing.mp4
         "recordings.csv:2: file_path: ",  # outside the roots
         "recordings.csv:3: device: unknown Device {'device': 'no-such-cam'}; add it to devices.csv",
         "recordings.csv:3: file_path: missing.mp4 was not found under any data root",
+        "postprocess_params.yaml:1: params: Post-processing param window=4: give an odd",
+        "postprocess_tasks.csv:2: pp_paramset_idx: unknown PostprocessParamSet {'pp_paramset_idx': 99}",
+        "postprocess_tasks.csv:3: model_name: unknown PoseEstimationTask",
     ]
     for line in expected:
         assert line in text, (line, text)

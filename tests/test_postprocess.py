@@ -202,3 +202,17 @@ def test_workers_run_the_new_stages_with_job_reservation(pipeline, noisy):
     for name in names:
         assert status[name]["reserved"] == 0 and not status[name]["errors"], status[name]
     assert pp.Kinematics & noisy["key"] & {"pp_paramset_idx": idx}
+
+
+def test_tasks_can_be_declared_before_the_estimation_exists(pipeline, noisy, new_session, camera):
+    model, pp = pipeline.model, pipeline.postprocess
+    rec = model.VideoRecording.insert_recording(new_session("early"), 1, camera, [noisy["video"]])
+    model.RecordingInfo.populate(rec)
+    task = model.PoseEstimationTask.generate_import(rec, "noisy", noisy["h5"], "DeepLabCut")
+    idx = pp.PostprocessParamSet.insert_new_params("defaults", {})
+    key = pp.PostprocessTask.generate(task, idx)
+    assert not pp.CleanedTrajectory.key_source & key  # waits for its estimation
+    model.PoseEstimation.populate(task)
+    assert pp.CleanedTrajectory.key_source & key
+    pp.CleanedTrajectory.populate(key)
+    assert len(pp.CleanedTrajectory.BodyPart & key) == 2

@@ -20,6 +20,8 @@ file                   columns (``[optional]``)
                        [model_description], [model_prefix], [params]
 ``pose_tasks``         subject, session_datetime, recording_id, model_name, [task_mode],
                        [output_dir], [params]
+``postprocess_params`` pp_paramset_idx, pp_paramset_desc, params (see poses.POSTPROCESS_PARAMS)
+``postprocess_tasks``  subject, session_datetime, recording_id, model_name, pp_paramset_idx
 =====================  ==================================================================
 
 Paths may be absolute or relative to a data root; they must lie inside the roots and exist.
@@ -49,6 +51,8 @@ ORDER = (
     "training_tasks",
     "models",
     "pose_tasks",
+    "postprocess_params",
+    "postprocess_tasks",
 )
 SUFFIXES = (".csv", ".yaml", ".yml")
 
@@ -319,39 +323,25 @@ def _check(kind: str, rows: list[_Row], c: _Checker) -> None:
                 ["video_set_id", "file_id"],
             )
         elif kind == "training_params":
-            from .train import check_training_params, params_hash
+            from .train import check_training_params
 
-            params = v(row, "params", dict)
-            try:
-                params = check_training_params(params) if params is not None else None
-            except ValueError as err:
-                c.problems.append(Problem(row.file, row.line, "params", str(err)))
-                params = None
-            if params is not None:
-                digest = params_hash(params)
-                idx = v(row, "paramset_idx", int)
-                other = (p.train.TrainingParamSet & {"param_set_hash": digest}).keys()
-                if other and other[0]["paramset_idx"] != idx:
-                    c.problems.append(
-                        Problem(
-                            row.file,
-                            row.line,
-                            "params",
-                            "these params already exist as "
-                            f"paramset_idx {other[0]['paramset_idx']}; use that index",
-                        )
-                    )
-                c.add(
-                    row,
-                    p.train.TrainingParamSet,
-                    {
-                        "paramset_idx": idx,
-                        "paramset_desc": v(row, "paramset_desc"),
-                        "param_set_hash": digest,
-                        "params": params,
-                    },
-                    ["paramset_idx"],
-                )
+            _hashed_params(
+                row,
+                c,
+                check_training_params,
+                p.train.TrainingParamSet,
+                ("paramset_idx", "paramset_desc", "param_set_hash", "params"),
+            )
+        elif kind == "postprocess_params":
+            from .poses import check_postprocess_params
+
+            _hashed_params(
+                row,
+                c,
+                check_postprocess_params,
+                p.postprocess.PostprocessParamSet,
+                ("pp_paramset_idx", "pp_paramset_desc", "pp_param_set_hash", "pp_params"),
+            )
         elif kind == "training_tasks":
             key = {
                 "video_set_id": v(row, "video_set_id", int),
@@ -415,6 +405,57 @@ def _check(kind: str, rows: list[_Row], c: _Checker) -> None:
                 },
                 list(key),
             )
+        elif kind == "postprocess_tasks":
+            key = {
+                "subject": v(row, "subject"),
+                "session_datetime": v(row, "session_datetime", dt.datetime),
+                "recording_id": v(row, "recording_id", int),
+                "model_name": v(row, "model_name"),
+            }
+            c.require(row, p.model.PoseEstimationTask, key, "model_name", "add it to pose_tasks.csv")
+            idx = v(row, "pp_paramset_idx", int)
+            params_key = {"pp_paramset_idx": idx}
+            c.require(
+                row,
+                p.postprocess.PostprocessParamSet,
+                params_key,
+                "pp_paramset_idx",
+                "add it to postprocess_params",
+            )
+            c.add(row, p.postprocess.PostprocessTask, {**key, **params_key}, [*key, "pp_paramset_idx"])
+
+
+def _hashed_params(row: _Row, c: _Checker, check, table, attrs: tuple[str, str, str, str]) -> None:
+    """Plan a hashed parameter-set row: checked params, and no copy under another index."""
+    from .paramsets import params_hash
+
+    idx_attr, desc_attr, hash_attr, params_attr = attrs
+    params = c.value(row, "params", dict)
+    try:
+        params = check(params) if params is not None else None
+    except ValueError as err:
+        c.problems.append(Problem(row.file, row.line, "params", str(err)))
+        params = None
+    if params is None:
+        return
+    digest = params_hash(params)
+    idx = c.value(row, idx_attr, int)
+    other = (table & {hash_attr: digest}).keys()
+    if other and other[0][idx_attr] != idx:
+        c.problems.append(
+            Problem(
+                row.file,
+                row.line,
+                "params",
+                f"these params already exist as {idx_attr} {other[0][idx_attr]}; use that index",
+            )
+        )
+    c.add(
+        row,
+        table,
+        {idx_attr: idx, desc_attr: c.value(row, desc_attr), hash_attr: digest, params_attr: params},
+        [idx_attr],
+    )
 
 
 def _processed_relative(row: _Row, out: str, c: _Checker):
@@ -536,7 +577,10 @@ def ingest(path: str | Path, *, dry_run: bool = False) -> Plan:
     with pipeline.model.schema.connection.transaction:
         models_inserted = False
         for table, row in result.inserts:
-            if not models_inserted and table is pipeline.model.PoseEstimationTask:
+            if not models_inserted and table in (
+                pipeline.model.PoseEstimationTask,
+                pipeline.postprocess.PostprocessTask,
+            ):
                 _insert_models(result, pipeline)
                 models_inserted = True
             table.insert1(row, allow_direct_insert=True)

@@ -2,7 +2,9 @@
 
 ``PostprocessParamSet`` holds how to clean (likelihood threshold, gap filling, smoothing, scale)
 and what to derive (centroid and heading body parts); ``PostprocessTask`` pairs it with a
-``model.PoseEstimation``; ``CleanedTrajectory`` and ``Kinematics`` are computed by ``populate``.
+``model.PoseEstimationTask``, so it can be declared before the estimation exists;
+``CleanedTrajectory`` (once the ``model.PoseEstimation`` exists) and ``Kinematics`` are computed
+by ``populate``.
 The computations are :mod:`workflow_deeplabcut.poses` (movement's filters and kinematics).
 """
 
@@ -60,19 +62,20 @@ class PostprocessParamSet(dj.Lookup):
 @schema
 class PostprocessTask(dj.Manual):
     definition = """
-    # a pose estimation to clean with a parameter set
-    -> model.PoseEstimation
+    # clean a pose estimation with a parameter set (may be declared before the estimation runs)
+    -> model.PoseEstimationTask
     -> PostprocessParamSet
     """
 
     @classmethod
     def generate(cls, pose_estimation_key: dict, pp_paramset_idx: int) -> dict:
-        """Insert a task after checking that the params fit the estimation's body parts.
+        """Insert a task after checking that the params fit the model's body parts.
 
         Parameters
         ----------
         pose_estimation_key : dict
-            Identifies one ``model.PoseEstimation``.
+            Identifies one ``model.PoseEstimationTask`` (its estimation need not exist yet:
+            ``CleanedTrajectory`` runs once it does).
         pp_paramset_idx : int
             A ``PostprocessParamSet``.
 
@@ -81,10 +84,10 @@ class PostprocessTask(dj.Manual):
         dict
             The task's primary key.
         """
-        matches = (model.PoseEstimation & pose_estimation_key).keys()
+        matches = (model.PoseEstimationTask & pose_estimation_key).keys()
         if len(matches) != 1:
             raise ValueError(
-                f"The key {pose_estimation_key} matches {len(matches)} pose estimations; give one "
+                f"The key {pose_estimation_key} matches {len(matches)} pose estimation tasks; give one "
                 "that identifies exactly one (recording and model_name)."
             )
         params_row = PostprocessParamSet & {"pp_paramset_idx": pp_paramset_idx}
@@ -94,8 +97,8 @@ class PostprocessTask(dj.Manual):
                 "PostprocessParamSet.insert_new_params."
             )
         key = {**matches[0], "pp_paramset_idx": pp_paramset_idx}
-        parts = [r["body_part"] for r in (model.PoseEstimation.BodyPartPosition & matches[0]).keys()]
-        poses.check_body_parts(params_row.fetch1("pp_params"), parts, f"pose estimation {matches[0]}")
+        parts = [r["body_part"] for r in (model.Model.BodyPart & matches[0]).keys()]
+        poses.check_body_parts(params_row.fetch1("pp_params"), parts, f"model {matches[0]['model_name']!r}")
         cls.insert1(key, skip_duplicates=True)
         return key
 
@@ -118,6 +121,7 @@ class CleanedTrajectory(dj.Computed):
     definition = """
     # trajectories after likelihood filtering, gap filling, smoothing and scaling
     -> PostprocessTask
+    -> model.PoseEstimation
     ---
     space_unit: varchar(8)  # 'cm' when the params give px_per_cm, else 'px'
     fps: float64  # of the recording: the time base of the kinematics
