@@ -216,3 +216,14 @@ def test_tasks_can_be_declared_before_the_estimation_exists(pipeline, noisy, new
     assert pp.CleanedTrajectory.key_source & key
     pp.CleanedTrajectory.populate(key)
     assert len(pp.CleanedTrajectory.BodyPart & key) == 2
+
+
+def test_raw_estimation_as_movement_dataset(pipeline, noisy):
+    ds = pipeline.model.PoseEstimation.get_dataset(noisy["key"])
+    assert ds.attrs["fps"] == 30.0 and ds.attrs["time_unit"] == "seconds"
+    frame = noisy["frame"]
+    head = ds.position.sel(keypoints="head", individuals="individual_0")
+    np.testing.assert_array_equal(head.sel(space="x").values, frame[("head", "x")].to_numpy())
+    np.testing.assert_array_equal(
+        ds.confidence.sel(keypoints="tail").values[:, 0], frame[("tail", "likelihood")]
+    )

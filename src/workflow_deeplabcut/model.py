@@ -791,6 +791,26 @@ class PoseEstimation(dj.Computed):
             columns=pd.MultiIndex.from_tuples(columns, names=names),
         )
 
+    @classmethod
+    def get_dataset(cls, key: dict):
+        """Return one pose estimation as a movement poses dataset (xarray).
+
+        ``position`` (time, space, keypoints, individuals) in pixels and ``confidence`` (the
+        likelihood); the ``time`` coordinate is in seconds at the recording's fps.
+        """
+        from . import poses
+
+        match = _one_key(cls, key)
+        rows = (cls.BodyPartPosition & match).to_dicts()
+        arrays = {
+            (r["individual"], r["body_part"]): {a: _load(r[a]) for a in ("x_pos", "y_pos", "likelihood")}
+            for r in rows
+        }
+        software = "DeepLabCut" if (Model & match).fetch1("engine") != EXTERNAL_ENGINE else "external"
+        ds = poses.to_dataset(arrays, (RecordingInfo & match).fetch1("fps"), software)
+        ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
+        return ds
+
 
 def _load(ref) -> np.ndarray:
     """Load an ``<npy>`` reference, memory-mapped when the store is a local folder."""

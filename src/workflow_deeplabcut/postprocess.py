@@ -103,14 +103,6 @@ class PostprocessTask(dj.Manual):
         return key
 
 
-def _positions(query) -> dict:
-    """Fetch per-(individual, body part) arrays from a part table query."""
-    return {
-        (r["individual"], r["body_part"]): {a: model._load(r[a]) for a in ("x_pos", "y_pos", "likelihood")}
-        for r in query.to_dicts()
-    }
-
-
 def _nullable(value: float) -> float | None:
     # MySQL has no NaN in DOUBLE columns: store NULL instead.
     return None if value is None or not math.isfinite(value) else float(value)
@@ -144,11 +136,11 @@ class CleanedTrajectory(dj.Computed):
     def make(self, key):
         """Fetch the raw trajectory, clean it with movement, insert the result."""
         params = (PostprocessParamSet & key).fetch1("pp_params")
-        fps = (model.RecordingInfo & key).fetch1("fps")
-        raw = _positions(model.PoseEstimation.BodyPartPosition & key)
-        poses.check_body_parts(params, sorted({b for _, b in raw}), f"pose estimation {key}")
+        raw = model.PoseEstimation.get_dataset(key)
+        poses.check_body_parts(params, [str(k) for k in raw.keypoints.values], f"pose estimation {key}")
 
-        cleaned, counts = poses.clean(poses.to_dataset(raw, fps), params)
+        cleaned, counts = poses.clean(raw, params)
+        fps = raw.attrs["fps"]
 
         nframes = cleaned.sizes["time"]
         self.insert1({**key, "space_unit": cleaned.attrs["space_unit"], "fps": fps, "nframes": nframes})
