@@ -198,8 +198,8 @@ class LabeledVideoParams(dj.Lookup):
 @schema
 class LabeledVideoTask(dj.Manual):
     definition = """
-    # a pose estimation to draw onto its video
-    -> model.PoseEstimation
+    # a pose estimation to draw onto its video (may be declared before the estimation runs)
+    -> model.PoseEstimationTask
     -> LabeledVideoParams
     """
 
@@ -209,6 +209,7 @@ class LabeledVideo(dj.Computed):
     definition = """
     # the recording with the estimated body parts drawn on it (our own overlay, MPEG-4)
     -> LabeledVideoTask
+    -> model.PoseEstimation
     ---
     labeled_video_path: varchar(255)  # relative to the processed root
     nframes: int32
