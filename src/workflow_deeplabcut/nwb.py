@@ -237,12 +237,14 @@ def export_session(
         multi = len(individuals) > 1
         software = "DeepLabCut" if model_row["engine"] != model.EXTERNAL_ENGINE else model_row["task"]
         version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
+        # Read once: the raw likelihood is also the confidence of every cleaned version.
+        likelihoods = {(r["individual"], r["body_part"]): model._load(r["likelihood"]) for r in rows}
         for ind in individuals:
             series = [
                 _series(
                     ndx_pose,
                     r,
-                    model._load(r["likelihood"]),
+                    likelihoods[(ind, r["body_part"])],
                     info["fps"],
                     "pixels",
                     f"{r['body_part']} estimated by {model_row['model_name']}",
@@ -270,7 +272,17 @@ def export_session(
             for ck in sorted(
                 (postprocess.CleanedTrajectory & est).keys(), key=lambda k: k["pp_paramset_idx"]
             ):
-                _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, videos[rid], multi)
+                _add_cleaned(
+                    ndx_pose,
+                    behavior,
+                    ck,
+                    likelihoods,
+                    master["scorer"],
+                    model_row,
+                    skeletons,
+                    videos[rid],
+                    multi,
+                )
 
     behavior.add(ndx_pose.Skeletons(skeletons=list(skeletons.values())))
     if training_labels:
@@ -300,15 +312,12 @@ def _nframes(video: Path) -> int:
     return video_mod.probe(video).nframes
 
 
-def _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, source_video, multi):
-    from .pipeline import model, postprocess
+def _add_cleaned(ndx_pose, behavior, ck, raw, scorer, model_row, skeletons, source_video, multi):
+    """Add one cleaned trajectory; ``raw`` holds the estimation's likelihoods by (individual, part)."""
+    from .pipeline import postprocess
 
     master = (postprocess.CleanedTrajectory & ck).fetch1()
     params = (postprocess.PostprocessParamSet & ck).fetch1()
-    raw = {
-        (r["individual"], r["body_part"]): model._load(r["likelihood"])
-        for r in (model.PoseEstimation.BodyPartPosition & est).to_dicts()
-    }
     rows = (postprocess.CleanedTrajectory.BodyPart & ck).to_dicts()
     unit = "centimeters" if master["space_unit"] == "cm" else "pixels"
     for ind in sorted({r["individual"] for r in rows}):
@@ -337,7 +346,7 @@ def _add_cleaned(ndx_pose, behavior, ck, est, model_row, skeletons, source_video
                     f"Post-processed ({params['pp_paramset_desc']}) estimates of {name}; parameters: "
                     + json.dumps(params["pp_params"], sort_keys=True)
                 ),
-                scorer=(model.PoseEstimation & est).fetch1("scorer"),
+                scorer=scorer,
                 source_software="workflow-deeplabcut (movement)",
                 source_software_version=_postprocess_version(),
                 skeleton=skeletons[model_row["model_name"]],
