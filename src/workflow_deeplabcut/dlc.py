@@ -8,17 +8,20 @@ unless the caller asks otherwise.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from ruamel.yaml import YAML
+
+from . import safe_io
+from .errors import DeepLabCutError
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +42,22 @@ SINGLE_INDIVIDUAL = "individual_0"
 RUN_RECORD = ".workflow_dlc_run.json"
 
 
-class DLCConfigError(ValueError):
+class DLCConfigError(DeepLabCutError):
     """A DeepLabCut project or its config.yaml is missing, unreadable or incomplete."""
 
 
-class DLCOutputError(ValueError):
+class DLCOutputError(DeepLabCutError):
     """DeepLabCut output files are missing, ambiguous or inconsistent."""
 
 
 def _import_deeplabcut():
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Every torch.load in this process loads weights only, whatever a pytorch_config.yaml says
+    # (runner.load_weights_only) or DeepLabCut passes: a snapshot cannot run code.
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    os.environ["TORCH_LOAD_WEIGHTS_ONLY"] = "true"
     import deeplabcut
 
     return deeplabcut
@@ -113,12 +121,12 @@ def body_parts(cfg: dict) -> list[str]:
 def edit_config(path: str | Path, updates: dict) -> None:
     """Change top-level keys of a ``config.yaml`` in place, keeping its comments."""
     path = config_path_of(path)
-    yaml = YAML()
-    data = yaml.load(path.read_text())
+    round_trip = YAML()  # ruamel's round-trip loader: keeps comments, never constructs Python objects
+    data = round_trip.load(path.read_text())
     for key, value in updates.items():
         data[key] = value
     with open(path, "w") as fh:
-        yaml.dump(data, fh)
+        round_trip.dump(data, fh)
 
 
 def relocate_project(config: str | Path) -> Path:
@@ -139,14 +147,14 @@ def relocate_project(config: str | Path) -> Path:
         logger.info("Project moved: rewriting project_path to %s", project)
         edit_config(path, {"project_path": str(project)})
     for model_cfg in project.glob("dlc-models-pytorch/iteration-*/*/train/pytorch_config.yaml"):
-        yaml = YAML()
-        data = yaml.load(model_cfg.read_text())
+        round_trip = YAML()
+        data = round_trip.load(model_cfg.read_text())
         meta = data.get("metadata") or {}
         if meta.get("project_path") != str(project) or meta.get("pose_config_path") != str(model_cfg):
             meta["project_path"] = str(project)
             meta["pose_config_path"] = str(model_cfg)
             with open(model_cfg, "w") as fh:
-                yaml.dump(data, fh)
+                round_trip.dump(data, fh)
     return path
 
 
@@ -337,6 +345,7 @@ def train(
     TrainingResult
     """
     path = relocate_project(config)
+    check_project_files(path.parent, [init_snapshot] if init_snapshot else [])
     pytorch_cfg_path = ensure_training_dataset(
         path, shuffle, trainingsetindex, params.get("net_type"), modelprefix
     )
@@ -433,6 +442,7 @@ def evaluate(
     path = relocate_project(config)
     cfg = read_config(path)
     snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
+    check_project_files(path.parent, [snapshot])
     deeplabcut = _import_deeplabcut()
     deeplabcut.evaluate_network(
         str(path),
@@ -524,6 +534,7 @@ def analyze(
             return False
         except DLCOutputError:
             pass
+    safe_io.check_snapshot(snapshot)
     output_dir.mkdir(parents=True, exist_ok=True)
     deeplabcut = _import_deeplabcut()
     # The snapshot is passed explicitly: config.yaml is shared by every worker and is not edited.
@@ -552,7 +563,6 @@ class PoseOutput:
 
     scorer: str
     nframes: int
-    fps: float | None
     positions: dict
     h5_files: list[Path]
 
@@ -563,12 +573,15 @@ class PoseOutput:
 
 
 def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
-    """Return one DeepLabCut ``.h5`` per video, in the videos' order."""
+    """Return one DeepLabCut ``.h5`` per video, in the videos' order.
+
+    Video names are matched literally: ``[``, ``*`` or ``?`` in a name are not patterns.
+    """
     found = []
     for stem in video_stems:
         candidates = [
             p
-            for p in Path(output_dir).glob(f"{stem}DLC*.h5")
+            for p in Path(output_dir).glob(f"{glob.escape(stem)}DLC*.h5")
             if not p.stem.endswith(("_filtered", "_skeleton")) and "_full" not in p.stem
         ]
         if not candidates:
@@ -585,8 +598,48 @@ def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
     return found
 
 
+def read_pose_frame(path: Path) -> pd.DataFrame:
+    """Read one DeepLabCut pose ``.h5`` without unpickling anything (see :mod:`.safe_io`).
+
+    Raises
+    ------
+    UnsafeFileError
+        If the file would run code when read by pandas, or is not a pandas HDF5 frame.
+    DLCOutputError
+        If its columns are not DeepLabCut's ``scorer/[individuals/]bodyparts/coords``.
+    """
+    frame = safe_io.read_pandas_hdf(path)
+    names = list(frame.columns.names)
+    if names[:1] != ["scorer"] or names[-2:] != ["bodyparts", "coords"] or len(names) not in (3, 4):
+        raise DLCOutputError(
+            f"{path} is not a DeepLabCut pose file: its column levels are {names}, expected "
+            "scorer, [individuals,] bodyparts, coords."
+        )
+    unknown = set(frame.columns.get_level_values("coords")) - {"x", "y", "z", "likelihood"}
+    if unknown:
+        raise DLCOutputError(f"{path} has unknown coordinates {sorted(unknown)}; expected x, y, likelihood.")
+    return frame
+
+
+def _check_meta(h5: Path, scorer: str) -> None:
+    """Read the output's ``_meta.pickle`` (if any) safely and check it belongs to the ``.h5``."""
+    meta = h5.with_name(h5.stem + "_meta.pickle")
+    if not meta.exists():
+        return
+    data = safe_io.load_pickle(meta)
+    recorded = (data.get("data") or {}).get("Scorer") if isinstance(data, dict) else None
+    if recorded is not None and str(recorded) != scorer:
+        raise DLCOutputError(
+            f"{meta.name} names the scorer {recorded!r} but {h5.name} holds {scorer!r}: the two come "
+            "from different runs. Remove the stale file."
+        )
+
+
 def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
     """Read the DeepLabCut outputs of a recording's videos (concatenated in order).
+
+    The ``.h5`` files are read with h5py and their ``_meta.pickle`` with the restricted
+    unpickler: a crafted output cannot run code, it is refused.
 
     Parameters
     ----------
@@ -600,16 +653,14 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
     PoseOutput
     """
     files = find_outputs(output_dir, video_stems)
-    frames = [pd.read_hdf(f) for f in files]
+    frames = [read_pose_frame(f) for f in files]
     scorers = {df.columns.get_level_values(0)[0] for df in frames}
     if len(scorers) != 1:
         raise DLCOutputError(f"Outputs in {output_dir} come from several scorers {sorted(scorers)}.")
+    scorer = scorers.pop()
+    for h5 in files:
+        _check_meta(h5, scorer)
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    fps = None
-    meta = files[0].with_name(files[0].stem + "_meta.pickle")
-    if meta.exists():
-        with open(meta, "rb") as fh:
-            fps = (pickle.load(fh).get("data") or {}).get("fps")
     columns = data.columns
     levels = list(columns.names)
     values = data.to_numpy()
@@ -623,4 +674,27 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
         entry = positions.setdefault(key, {"frame_index": frame_index})
         coord = {"x": "x_pos", "y": "y_pos", "z": "z_pos", "likelihood": "likelihood"}[named["coords"]]
         entry[coord] = np.ascontiguousarray(values[:, col], dtype=np.float64)
-    return PoseOutput(scorers.pop(), n, float(fps) if fps else None, positions, files)
+    return PoseOutput(scorer, n, positions, files)
+
+
+# --------------------------------------------------------------------------- vetting
+def check_project_files(project: Path, snapshots: list[Path] = ()) -> None:
+    """Refuse a project whose files would run code when DeepLabCut reads them.
+
+    DeepLabCut reads labeled data and training sets with ``pandas.read_hdf`` and ``pickle``,
+    and snapshots with ``torch.load``; every such file it may open is checked first
+    (:func:`~workflow_deeplabcut.safe_io.check_hdf`, :func:`~workflow_deeplabcut.safe_io.load_pickle`,
+    :func:`~workflow_deeplabcut.safe_io.check_snapshot`).
+
+    Raises
+    ------
+    UnsafeFileError
+        Naming the first offending file.
+    """
+    project = Path(project)
+    for h5 in sorted(project.glob("labeled-data/*/*.h5")) + sorted(project.glob("training-datasets/**/*.h5")):
+        safe_io.check_hdf(h5)
+    for pickled in sorted(project.glob("training-datasets/**/*.pickle")):
+        safe_io.load_pickle(pickled)
+    for snapshot in snapshots:
+        safe_io.check_snapshot(snapshot)
