@@ -63,9 +63,10 @@ def test_concurrent_start_shares_one_server(tmp_path):
         import sys, time, psycopg2
         from workflow_deeplabcut import database
         server = database.start_embedded()
-        info = server.get_postmaster_info()
-        with psycopg2.connect(host=str(info.socket_dir), user="postgres", dbname="postgres") as c:
-            print(c.cursor().execute("select 1") or info.pid)
+        with psycopg2.connect(
+            host=str(server.socket_dir), user="postgres", dbname="postgres", password=server.password
+        ) as c:
+            print(c.cursor().execute("select 1") or server.pid)
         time.sleep(1.5)
     """
     env = {
@@ -188,3 +189,34 @@ def test_table_order_does_not_depend_on_catalog_order():
         graph.add_edges_from(random.Random(seed).sample(edges, len(edges)))
         results.add(tuple(dependencies.topo_sort(graph)))
     assert len(results) == 1  # the real schema's order is checked by test_seed
+
+
+def test_connection_id_patch_still_needed(pipeline):
+    """After a reconnect DataJoint 2.3.5 keeps the dead connection's id; the patch refreshes it."""
+    import datajoint as dj
+    from datajoint.connection import Connection
+
+    conn = dj.conn()
+    ask = "SELECT pg_backend_pid()" if conn.adapter.backend == "postgresql" else "SELECT CONNECTION_ID()"
+    Connection.connect.original(conn)  # DataJoint's own reconnect
+    assert conn.connection_id != conn.query(ask).fetchone()[0]  # the bug is still there
+    conn.connect()  # patched
+    assert conn.connection_id == conn.query(ask).fetchone()[0]
+
+
+def test_lineage_patch_still_needed(pipeline):
+    """DataJoint 2.3.5 reads a lost connection as "no lineage" (and caches it); the patch raises."""
+    import datajoint as dj
+    from datajoint import heading, lineage
+
+    class Lost:
+        adapter = dj.conn().adapter
+
+        def query(self, *args, **kwargs):
+            raise dj.errors.LostConnectionError("Connection was lost during a transaction.")
+
+    assert lineage.lineage_table_exists.original(Lost(), "x") is False  # the bug is still there
+    assert heading.lineage_table_exists is lineage.lineage_table_exists
+    with pytest.raises(dj.errors.LostConnectionError):
+        lineage.lineage_table_exists(Lost(), "x")
+    assert lineage.lineage_table_exists(dj.conn(), pipeline.model.schema.database) is True
