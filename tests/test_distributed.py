@@ -83,7 +83,7 @@ def batch(pipeline, new_session, camera, processed_root):
 
 def test_workers_compute_every_key_once(pipeline, batch):
     model = pipeline.model
-    workers = [start_worker("--once") for _ in range(3)]
+    workers = [start_worker("--once", "-k", "model_name=batch") for _ in range(3)]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), [o[1][-2000:] for o in outputs]
     done = [jobs_done(out) for out, _ in outputs]
@@ -114,18 +114,19 @@ def test_interrupted_and_killed_workers(pipeline, new_session, camera, synthetic
     key = model.PoseEstimationTask.generate(rec, model_name, task_mode="trigger")
 
     # SIGTERM while DeepLabCut works: the job goes back to pending, the worker exits cleanly.
-    proc = start_worker("--once")
+    only = ("-k", f"subject={rec['subject']}")
+    proc = start_worker("--once", *only)
     wait_for_reservation(model.PoseEstimation, key)
     time.sleep(2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
-    assert "1 interrupted job(s) put back to pending" in out
+    assert "1 interrupted job(s) put back to pending" in err  # progress lines go to stderr
     assert not model.PoseEstimation & key
     assert model.PoseEstimation.jobs.pending & key
 
     # SIGKILL: no chance to clean up; the reservation stays until recovered.
-    proc = start_worker("--once")
+    proc = start_worker("--once", *only)
     wait_for_reservation(model.PoseEstimation, key)
     time.sleep(2)
     proc.kill()
@@ -141,7 +142,7 @@ def test_interrupted_and_killed_workers(pipeline, new_session, camera, synthetic
     assert model.PoseEstimation.jobs.pending & key
 
     # A new worker finishes the job.
-    proc = start_worker("--once")
+    proc = start_worker("--once", *only)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     assert model.PoseEstimation & key
@@ -157,12 +158,14 @@ def test_run_and_status_commands(pipeline, batch):
 
     runner = CliRunner()
     subject = batch[0]["subject"]
-    before = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).output)
+    before = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).stdout)[
+        "tables"
+    ]
     assert before[0]["table"] == "PoseEstimation" and before[0]["pending"] >= N_JOBS
     result = runner.invoke(app, ["run", "--table", "PoseEstimation", "--key", f"subject={subject}"])
     assert result.exit_code == 0, result.output
     assert len(pipeline.model.PoseEstimation & batch) == N_JOBS
-    after = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).output)
+    after = json.loads(runner.invoke(app, ["status", "--json", "--table", "PoseEstimation"]).stdout)["tables"]
     assert after[0]["done"] == before[0]["done"] + N_JOBS
     assert after[0]["pending"] == before[0]["pending"] - N_JOBS
     bad = runner.invoke(app, ["status", "--table", "NoSuchTable"])

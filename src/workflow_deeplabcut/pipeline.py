@@ -2,11 +2,12 @@
 
 Importing this module connects DataJoint to the pipeline's database (starting the embedded
 PostgreSQL when no server is configured) and activates the schemas under the configured
-prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess`` and ``qc``
-schemas beyond the tutorial's five.
+prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess``, ``qc``
+and ``jobs`` schemas beyond the tutorial's five. Declaration holds a server-side lock, so
+processes that start together on a fresh prefix do not race.
 """
 
-from . import database, lab, model, postprocess, qc, session, subject, train
+from . import database, jobs, lab, model, postprocess, qc, session, subject, train
 from .settings import with_prefix
 
 SCHEMAS = {
@@ -17,6 +18,7 @@ SCHEMAS = {
     "model": model,
     "postprocess": postprocess,
     "qc": qc,
+    "jobs": jobs,
 }
 
 
@@ -24,12 +26,15 @@ def activate() -> database.Target:
     """Connect and activate every schema (idempotent); return where the database is."""
     target = database.configure_datajoint()
     database.connect()
-    for name, module in SCHEMAS.items():
-        if not module.schema.is_activated():
-            module.schema.activate(with_prefix(name))
+    pending = [(name, module) for name, module in SCHEMAS.items() if not module.schema.is_activated()]
+    if pending:
+        with database.declaration_lock():
+            for name, module in pending:
+                database.create_schema(with_prefix(name))
+                module.schema.activate(with_prefix(name))
     return target
 
 
 target = activate()
 
-__all__ = ["lab", "subject", "session", "train", "model", "postprocess", "qc", "activate", "target"]
+__all__ = ["lab", "subject", "session", "train", "model", "postprocess", "qc", "jobs", "activate", "target"]

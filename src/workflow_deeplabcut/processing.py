@@ -1,30 +1,90 @@
-"""Automated and distributed processing: populate in order, status, workers, job recovery.
+"""Automated and distributed processing: populate in order, status, workers, recovery, retries.
 
 Workers on many machines share one database server and coordinate through DataJoint's job
 reservation (one ``~~<table>`` job table per computed table): a key is reserved atomically
 before its ``make`` runs, so every key is computed once.
 
-A worker that receives SIGTERM or SIGINT aborts its job (nothing is written: the insert is one
-transaction) and puts the job back to ``pending``. A worker killed with SIGKILL leaves its job
-``reserved``; :func:`recover_orphans` re-pends every reservation whose database connection no
-longer exists (and, with ``orphan_timeout``, any reservation older than that), and every worker
-calls it at the start of each round.
+What keeps a fleet of workers going (each piece has a test in ``tests/test_faults.py``):
+
+- **Database restarts.** A worker whose connection is lost logs one line, reconnects with a
+  bounded exponential backoff and carries on; a job whose transaction died is put back to
+  ``pending`` (its own reservations are released after every reconnect, and the error a lost
+  connection leaves is retried as transient).
+- **Killed workers.** Every worker registers in ``jobs.Worker`` (host, pid, token) and a
+  background thread renews its heartbeat. A reservation is orphaned when its database
+  connection is gone, or, after a server restart (when connection ids mean nothing: MariaDB
+  reuses them), when its worker's heartbeat is stale; :func:`recover_orphans` puts it back.
+- **Failed jobs.** Errors with a transient cause (lost connection, disk full) are retried
+  automatically up to ``max_retries`` times, with a growing delay; ``retry`` re-pends any
+  error on request; ``jobs.JobAttempt`` counts the attempts, which :func:`status` shows.
+- **Starting together.** Job tables are declared under a server-side lock.
+- **Stopping.** SIGTERM or SIGINT aborts the job in progress (its insert is one transaction, so
+  nothing is half-written) and puts it back to ``pending``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import platform
+import re
 import signal
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import datajoint as dj
+
+from . import database, rules
+from .errors import DatabaseError, InputError
 
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = ("SystemExit", "KeyboardInterrupt")
+#: Seconds without a heartbeat after which a worker counts as gone (after a server restart).
+HEARTBEAT_TIMEOUT = float(os.environ.get("WORKFLOW_DLC_HEARTBEAT_TIMEOUT", 60))
+#: Automatic retries of a job that failed for a transient cause.
+MAX_RETRIES = int(os.environ.get("WORKFLOW_DLC_MAX_RETRIES", 3))
+#: Delay before the first automatic retry (doubled at each further one), seconds.
+RETRY_DELAY = float(os.environ.get("WORKFLOW_DLC_RETRY_DELAY", 5))
+#: Longest a worker keeps trying to reconnect to a database that is down, seconds.
+RECONNECT_FOR = float(os.environ.get("WORKFLOW_DLC_RECONNECT_FOR", 600))
+
+#: Error messages that mean the cause may pass: the database went away, the disk was full.
+TRANSIENT = re.compile(
+    "|".join(
+        [
+            r"LostConnectionError",
+            r"lost connection",
+            r"server has gone away",
+            r"server closed the connection",
+            r"terminating connection",
+            r"connection (?:was )?lost",
+            r"could not connect",
+            r"can't connect",
+            r"connection refused",
+            r"the database system is (?:starting up|shutting down|in recovery)",
+            r"no space left on device",
+            r"errno 28\b",
+            r"disk quota exceeded",
+            r"errno 122\b",
+            r"could not extend file",
+            r"disk full",
+        ]
+    ),
+    re.IGNORECASE,
+)
 
 
+def is_transient(message: str) -> bool:
+    """Return True when a job's error message has a cause that may pass (see :data:`TRANSIENT`)."""
+    return bool(TRANSIENT.search(message or ""))
+
+
+# ------------------------------------------------------------------------------ tables
 def computed_tables() -> dict:
     """Return the pipeline's auto-populated tables by name, in dependency order."""
     from .pipeline import model, postprocess, qc, train
@@ -47,7 +107,7 @@ def select_tables(names: list[str] | None = None) -> dict:
 
     Raises
     ------
-    ValueError
+    InputError
         Naming an unknown table and listing the known ones.
     """
     tables = computed_tables()
@@ -56,119 +116,227 @@ def select_tables(names: list[str] | None = None) -> dict:
     lowered = {n.lower(): n for n in tables}
     unknown = [n for n in names if n.split(".")[-1].lower() not in lowered]
     if unknown:
-        raise ValueError(f"Unknown table(s) {unknown}; choose from {list(tables)}.")
+        raise InputError(f"Unknown table(s) {unknown}; choose from {list(tables)}.")
     wanted = {lowered[n.split(".")[-1].lower()] for n in names}
     return {name: table for name, table in tables.items() if name in wanted}
 
 
-@dataclass
-class RunResult:
-    """What one table's populate did."""
+def check_restriction(tables: dict, restriction: dict | None) -> dict | None:
+    """Check a restriction against the selected tables and convert its values to their types.
 
-    table: str
-    success: int = 0
-    errors: list = field(default_factory=list)  # (key, message)
+    Each attribute must belong to at least one selected table's key source (otherwise DataJoint
+    would ignore it and the restriction would silently select everything), and each value must
+    be valid for that attribute's type.
 
-
-def run(
-    tables: list[str] | None = None,
-    restriction: dict | None = None,
-    *,
-    reserve_jobs: bool = False,
-    display_progress: bool = True,
-    max_calls: int | None = None,
-) -> list[RunResult]:
-    """Populate the computed tables in dependency order, collecting errors instead of stopping.
-
-    Parameters
-    ----------
-    tables : list of str, optional
-        Table names (default: all, see :func:`computed_tables`).
-    restriction : dict, optional
-        Restrict every table's keys, e.g. ``{"subject": "m1"}`` (attributes a table lacks are
-        ignored by DataJoint).
-    reserve_jobs : bool
-        Coordinate with other workers through the job tables.
-    display_progress : bool
-        Show a progress bar per table.
-    max_calls : int, optional
-        At most this many ``make`` calls per table.
-
-    Returns
-    -------
-    list of RunResult
+    Raises
+    ------
+    InputError
+        Naming the unknown attribute (with the known ones) or the bad value.
     """
-    results = []
-    for name, table in select_tables(tables).items():
-        restrictions = [restriction] if restriction else []
-        out = table.populate(
-            *restrictions,
-            reserve_jobs=reserve_jobs,
-            suppress_errors=True,
-            display_progress=display_progress,
-            max_calls=max_calls,
-        )
-        errors = [(key, str(message)) for key, message in out["error_list"]]
-        results.append(RunResult(name, out["success_count"], errors))
-    return results
+    if not restriction:
+        return None
+    known: dict = {}
+    for table in tables.values():
+        heading = table.key_source.heading
+        for name in heading.names:
+            known.setdefault(name, (table, name))
+    typed = {}
+    for name, value in restriction.items():
+        if name not in known:
+            raise InputError(
+                f"No selected table has the attribute {name!r} (restriction {name}={value}); "
+                f"known attributes: {sorted(known)}."
+            )
+        table, attr = known[name]
+        try:
+            typed[name] = rules.rule_for(table.key_source, attr).convert(value)
+        except ValueError as err:
+            raise InputError(f"{name}={value!r}: {err}.") from None
+    return typed
 
 
-def status(tables: list[str] | None = None) -> list[dict]:
-    """Return, per computed table, how many keys are done, pending, reserved and failed.
+def ensure_job_tables(tables: dict) -> None:
+    """Declare missing job tables under a server-side lock (workers may start together)."""
+    missing = [t for t in tables.values() if not t.jobs.is_declared]
+    if missing:
+        with database.declaration_lock("jobs"):
+            for table in missing:
+                if not table.jobs.is_declared:
+                    table.jobs.declare()
 
-    ``pending`` counts keys ready to compute (their inputs exist) that are neither done nor
-    reserved; ``errors`` lists each failed key with its message.
+
+# ------------------------------------------------------------------------------ reconnecting
+def with_reconnect(action: Callable, *, on_reconnect: Callable | None = None, say=logger.warning):
+    """Run ``action()``; when the database connection is lost, reconnect with backoff and run it again.
+
+    The backoff doubles from 1 s to 30 s and gives up after :data:`RECONNECT_FOR` seconds with a
+    :class:`~workflow_deeplabcut.errors.DatabaseError`. Each wait is logged on one line.
     """
-    rows = []
-    for name, table in select_tables(tables).items():
-        todo = table.key_source - table
-        jobs = table.jobs
-        declared = jobs.is_declared
-        reserved = len(jobs.reserved) if declared else 0
-        errors = [
+    started = None
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except Exception as err:
+            if not database.is_connection_error(err):
+                raise
+            started = started or time.monotonic()
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            while True:
+                attempt += 1
+                wait = min(30.0, 2.0 ** (attempt - 1))
+                if time.monotonic() - started + wait > RECONNECT_FOR:
+                    raise DatabaseError(
+                        f"The database stayed unreachable for {RECONNECT_FOR:.0f} s ({reason}); giving up. "
+                        "Restart the worker when the server is back."
+                    ) from None
+                say(f"database connection lost ({reason}); reconnecting in {wait:.0f} s (attempt {attempt})")
+                time.sleep(wait)
+                try:
+                    database.reconnect()
+                except Exception as again:
+                    if not database.is_connection_error(again):
+                        raise
+                    reason = str(again).strip().splitlines()[0][:200]
+                    continue
+                say(f"database connection restored after {attempt} attempt(s)")
+                started, attempt = None, 0  # the next loss starts its own backoff
+                break
+            if on_reconnect is not None:
+                on_reconnect()
+
+
+# ------------------------------------------------------------------------------ workers
+class WorkerSession:
+    """Register this process in ``jobs.Worker`` and keep its heartbeat while it works.
+
+    Use as a context manager around work done with job reservation. The heartbeat thread uses a
+    connection of its own, renews the row every ``timeout / 6`` seconds and reconnects by itself.
+    """
+
+    def __init__(self, tables: list[str] | None = None, heartbeat_timeout: float = HEARTBEAT_TIMEOUT):
+        from .pipeline import jobs
+
+        self.Worker = jobs.Worker
+        self.token = uuid.uuid4().hex
+        self.host = platform.node()
+        self.pid = os.getpid()
+        self.tables = ",".join(tables or [])
+        self.interval = max(0.2, heartbeat_timeout / 6)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> WorkerSession:
+        with_reconnect(self._register)
+        self._thread = threading.Thread(target=self._beat, name="workflow-dlc-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _register(self) -> None:
+        now, _ = database.server_times()
+        conn = database.connect()
+        (
+            self.Worker
+            & f"state != 'running' AND heartbeat < '{now - dt.timedelta(days=7):%Y-%m-%d %H:%M:%S}'"
+        ).delete_quick()
+        self.Worker.insert1(
             {
-                "key": {k: _plain(v) for k, v in job.items() if k in table.primary_key},
-                "message": job["error_message"],
-            }
-            for job in (jobs.errors.to_dicts() if declared else [])
-        ]
-        rows.append(
-            {
-                "table": name,
-                "done": len(table()),
-                "pending": max(len(todo) - reserved - len(errors), 0),
-                "reserved": reserved,
-                "errors": errors,
-            }
+                "worker_token": self.token,
+                "host": self.host[:255],
+                "pid": self.pid,
+                "started": now,
+                "heartbeat": now,
+                "state": "running",
+                "db_user": conn.get_user()[:255],
+                "tables": self.tables[:1000],
+            },
+            skip_duplicates=True,  # registering again after a lost connection
         )
-    return rows
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        stopped = {"worker_token": self.token, "state": "stopped"}
+        try:
+            try:
+                self.Worker.update1(stopped)
+            except Exception as err:
+                if not database.is_connection_error(err):
+                    raise
+                database.reconnect()  # one more try, not a wait: the process is ending
+                self.Worker.update1(stopped)
+        except Exception as err:  # the database is gone: the row goes stale by itself
+            logger.warning("Could not mark worker %s stopped: %s", self.token[:8], err)
+
+    def _beat(self) -> None:
+        conn = None
+        table = self.Worker.full_table_name
+        while not self._stop.wait(self.interval):
+            try:
+                if conn is None:
+                    conn = _new_connection()
+                conn.query(
+                    f"UPDATE {table} SET heartbeat = CURRENT_TIMESTAMP(3) WHERE worker_token = %s",
+                    (self.token,),
+                    reconnect=False,
+                )
+            except Exception as err:  # the server is down: try again at the next beat
+                logger.debug("heartbeat failed: %s", err)
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def release_own(self, tables: dict) -> int:
+        """Put back to pending every reservation this host and pid hold (we are between jobs)."""
+        released = 0
+        for table in tables.values():
+            if not table.jobs.is_declared:
+                continue
+            for job in (table.jobs.reserved & {"host": self.host, "pid": self.pid}).to_dicts():
+                _repend(table.jobs, {k: job[k] for k in table.primary_key})
+                released += 1
+        return released
 
 
-def _plain(value):
-    return value.isoformat(sep=" ") if hasattr(value, "isoformat") else value
+def _new_connection() -> dj.Connection:
+    """Open a second connection with DataJoint's settings (for the heartbeat thread)."""
+    config = dj.config
+    return dj.Connection(
+        config["database.host"],
+        config["database.user"],
+        config["database.password"],
+        config["database.port"],
+        config["database.use_tls"],
+    )
 
 
-def _live_connections(connection) -> set[int]:
-    """Return the ids of the connections the database server has open now."""
-    if connection.adapter.backend == "postgresql":
-        query = "SELECT pid FROM pg_stat_activity"
-    else:
-        query = "SELECT ID FROM information_schema.PROCESSLIST"
-    return {int(row[0]) for row in connection.query(query).fetchall()}
-
-
-def _repend(jobs, key: dict) -> None:
+def _repend(jobs, key: dict, delay: float = 0.0) -> None:
     priority = jobs.connection._config.jobs.default_priority
-    (jobs & key).delete_quick()
-    jobs.insert1({**key, "status": "pending", "priority": priority})
+    row = {**key, "status": "pending", "priority": priority}
+    if delay > 0:
+        row["scheduled_time"] = database.server_times()[0] + dt.timedelta(seconds=delay)
+    with jobs.connection.transaction:
+        (jobs & key).delete_quick()
+        jobs.insert1(row)
 
 
-def recover_orphans(tables: list[str] | None = None, orphan_timeout: float | None = None) -> int:
+def recover_orphans(
+    tables: list[str] | None = None,
+    orphan_timeout: float | None = None,
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+) -> int:
     """Put back to ``pending`` the reservations of workers that are gone.
 
-    A reservation is orphaned when the database connection that made it no longer exists
-    (its worker was killed, e.g. with SIGKILL, or lost its machine), or, when
-    ``orphan_timeout`` is given, when it is older than that many seconds (a hung worker).
+    A reservation is orphaned when
+
+    - its worker (``jobs.Worker``, matched by host, pid and start time) has stopped or was lost;
+    - or the server restarted after it was made (connection ids start again, and MariaDB
+      reuses them) and its worker's heartbeat is older than ``heartbeat_timeout`` (workers get
+      that long after a restart to beat again); an unregistered reservation is then orphaned;
+    - or, otherwise, the database connection that made it no longer exists;
+    - or, with ``orphan_timeout``, it is older than that many seconds (a hung worker).
+
     Its transaction was rolled back by the server, so no partial row exists.
 
     Returns
@@ -176,21 +344,51 @@ def recover_orphans(tables: list[str] | None = None, orphan_timeout: float | Non
     int
         How many jobs were put back.
     """
+    from .pipeline import jobs as jobs_schema
+
+    selected = [t for t in select_tables(tables).values() if t.jobs.is_declared]
+    reserved = {t: t.jobs.reserved.to_dicts() for t in selected}
     recovered = 0
-    for table in select_tables(tables).values():
-        jobs = table.jobs
-        if not jobs.is_declared or not len(jobs.reserved):
-            continue
-        live = _live_connections(table.connection)
-        for job in jobs.reserved.to_dicts():
-            key = {k: job[k] for k in table.primary_key}
-            gone = int(job["connection_id"] or 0) not in live
-            if gone:
-                _repend(jobs, key)
-                recovered += 1
-                logger.warning("Recovered %s of %s (its worker's connection is gone)", key, table.__name__)
-        if orphan_timeout:
-            recovered += jobs.refresh(orphan_timeout=orphan_timeout, stale_timeout=0)["orphaned"]
+    if any(reserved.values()):
+        now, server_start = database.server_times()
+        live = database.live_connections()
+        grace = (now - server_start).total_seconds() < heartbeat_timeout
+        stale_before = now - dt.timedelta(seconds=heartbeat_timeout)
+        workers = jobs_schema.Worker.to_dicts()
+        for table, rows in reserved.items():
+            for job in rows:
+                key = {k: job[k] for k in table.primary_key}
+                when = job["reserved_time"]
+                owners = [
+                    w
+                    for w in workers
+                    if w["host"] == job["host"]
+                    and w["pid"] == job["pid"]
+                    and (when is None or w["started"] <= when)
+                ]
+                owner = max(owners, key=lambda w: w["started"]) if owners else None
+                if owner is not None and owner["state"] != "running":
+                    gone, why = True, f"its worker {owner['worker_token'][:8]} {owner['state']}"
+                elif when is None or when < server_start:
+                    alive = owner is not None and (grace or owner["heartbeat"] >= stale_before)
+                    gone, why = not alive, "the server restarted and its worker's heartbeat is stale"
+                else:
+                    gone, why = int(job["connection_id"] or 0) not in live, "its worker's connection is gone"
+                if gone:
+                    _repend(table.jobs, key)
+                    recovered += 1
+                    logger.warning("Recovered %s of %s (%s)", key, table.__name__, why)
+        if not grace:
+            lost = (
+                jobs_schema.Worker
+                & "state = 'running'"
+                & f"heartbeat < '{stale_before:%Y-%m-%d %H:%M:%S.%f}'"
+            )
+            for row in lost.keys():
+                jobs_schema.Worker.update1({**row, "state": "lost"})
+    if orphan_timeout:
+        for table in selected:
+            recovered += table.jobs.refresh(orphan_timeout=orphan_timeout, stale_timeout=0)["orphaned"]
     return recovered
 
 
@@ -209,25 +407,285 @@ def release_interrupted(tables: list[str] | None = None) -> int:
     return released
 
 
+# ------------------------------------------------------------------------------ retries
+def _count_attempt(target: str, key: dict, message: str) -> int:
+    """Record one more put-back of a failed job; return its retries so far."""
+    from .pipeline import jobs as jobs_schema
+
+    row_key = {"target": target, "key_hash": jobs_schema.key_hash(key)}
+    existing = (jobs_schema.JobAttempt & row_key).to_dicts()
+    retries = existing[0]["retries"] + 1 if existing else 1
+    values = {
+        **row_key,
+        "retries": retries,
+        "last_error": message[:2047],
+        "key_text": jobs_schema.key_text(key)[:2047],
+    }
+    if existing:
+        jobs_schema.JobAttempt.update1(values)
+    else:
+        jobs_schema.JobAttempt.insert1(values)
+    return retries
+
+
+def attempts(target: str, key: dict) -> int:
+    """Return how many times a job has failed so far (1 for a first failure)."""
+    from .pipeline import jobs as jobs_schema
+
+    rows = (jobs_schema.JobAttempt & {"target": target, "key_hash": jobs_schema.key_hash(key)}).to_dicts()
+    return (rows[0]["retries"] if rows else 0) + 1
+
+
+def retry(
+    tables: list[str] | None = None,
+    restriction: dict | None = None,
+    *,
+    transient_only: bool = False,
+    max_retries: int | None = None,
+    delay: float = 0.0,
+) -> int:
+    """Put failed jobs back to ``pending``, counting the attempt.
+
+    Parameters
+    ----------
+    tables : list of str, optional
+        Which computed tables (default all).
+    restriction : dict, optional
+        Only the jobs matching this key (checked like ``run``'s).
+    transient_only : bool
+        Only errors with a transient cause (:func:`is_transient`).
+    max_retries : int, optional
+        Leave jobs that were already put back this many times.
+    delay : float
+        Seconds before the jobs may run; doubled for every earlier retry of the job.
+
+    Returns
+    -------
+    int
+        Jobs put back.
+    """
+    selected = select_tables(tables)
+    restriction = check_restriction(selected, restriction)
+    count = 0
+    for name, table in selected.items():
+        if not table.jobs.is_declared:
+            continue
+        errors = table.jobs.errors
+        if restriction:
+            errors = errors & {k: v for k, v in restriction.items() if k in table.primary_key}
+        for job in errors.to_dicts():
+            message = job["error_message"] or ""
+            if message.startswith(INTERRUPTED) or (transient_only and not is_transient(message)):
+                continue
+            key = {k: job[k] for k in table.primary_key}
+            done = attempts(name, key) - 1
+            if max_retries is not None and done >= max_retries:
+                continue
+            _count_attempt(name, key, message)
+            _repend(table.jobs, key, delay * 2**done)
+            count += 1
+            logger.warning("Retrying %s of %s (attempt %d): %s", key, name, done + 2, message[:200])
+    return count
+
+
+# ------------------------------------------------------------------------------ run
+@dataclass
+class RunResult:
+    """What one table's populate did."""
+
+    table: str
+    success: int = 0
+    errors: list = field(default_factory=list)  # (key, message)
+
+
+def run(
+    tables: list[str] | None = None,
+    restriction: dict | None = None,
+    *,
+    reserve_jobs: bool = False,
+    display_progress: bool = True,
+    max_calls: int | None = None,
+    max_retries: int = MAX_RETRIES,
+) -> list[RunResult]:
+    """Populate the computed tables in dependency order, collecting errors instead of stopping.
+
+    A lost database connection is waited out (reconnect with backoff); a key that failed for a
+    transient cause is tried again, up to ``max_retries`` times.
+
+    Parameters
+    ----------
+    tables : list of str, optional
+        Table names (default: all, see :func:`computed_tables`).
+    restriction : dict, optional
+        Restrict every table's keys, e.g. ``{"subject": "m1"}``; an attribute that no selected
+        table has, or a value of the wrong type, is refused (:func:`check_restriction`).
+    reserve_jobs : bool
+        Coordinate with other workers through the job tables (this process registers as a worker).
+    display_progress : bool
+        Show a progress bar per table.
+    max_calls : int, optional
+        At most this many ``make`` calls per table.
+    max_retries : int
+        Further attempts for a key whose error is transient.
+
+    Returns
+    -------
+    list of RunResult
+    """
+    selected = select_tables(tables)
+    typed = check_restriction(selected, restriction)
+    if not reserve_jobs:
+        return [
+            _run_table(name, table, typed, False, display_progress, max_calls, max_retries)
+            for name, table in selected.items()
+        ]
+    ensure_job_tables(selected)
+    with WorkerSession(tables):
+        return [
+            _run_table(name, table, typed, True, display_progress, max_calls, max_retries)
+            for name, table in selected.items()
+        ]
+
+
+def _run_table(name, table, restriction, reserve, display_progress, max_calls, max_retries) -> RunResult:
+    result = RunResult(name)
+    restrictions = [restriction] if restriction else []
+    for attempt in range(max_retries + 1):
+        out = with_reconnect(
+            lambda restrictions=restrictions: table.populate(
+                *restrictions,
+                reserve_jobs=reserve,
+                suppress_errors=True,
+                display_progress=display_progress,
+                max_calls=max_calls,
+            )
+        )
+        result.success += out["success_count"]
+        errors = [(key, str(message)) for key, message in out["error_list"]]
+        again = (
+            [(key, message) for key, message in errors if is_transient(message)]
+            if attempt < max_retries
+            else []
+        )
+        result.errors.extend(error for error in errors if error not in again)
+        if not again:
+            break
+        for key, message in again:
+            if reserve:
+                _count_attempt(name, key, message)
+                _repend(table.jobs, {k: key[k] for k in table.primary_key})
+        logger.warning("%s: %d transient error(s); trying again (attempt %d)", name, len(again), attempt + 2)
+        time.sleep(RETRY_DELAY * 2**attempt)
+        restrictions = [[key for key, _ in again]]
+    return result
+
+
+# ------------------------------------------------------------------------------ status
+def status(tables: list[str] | None = None) -> list[dict]:
+    """Return, per computed table, how many keys are done, pending, reserved and failed.
+
+    ``pending`` counts keys ready to compute (their inputs exist) that are neither done nor
+    reserved; ``reserved`` lists who holds each reservation; ``errors`` lists each failed key
+    with its message and how many times it failed (``attempts``).
+    """
+    rows = []
+    for name, table in select_tables(tables).items():
+        todo = table.key_source - table
+        jobs = table.jobs
+        declared = jobs.is_declared
+        reserved = jobs.reserved.to_dicts() if declared else []
+        errors = []
+        for job in jobs.errors.to_dicts() if declared else []:
+            key = {k: job[k] for k in table.primary_key}
+            errors.append(
+                {
+                    "key": {k: _plain(v) for k, v in key.items()},
+                    "message": job["error_message"],
+                    "attempts": attempts(name, key),
+                    "transient": is_transient(job["error_message"]),
+                }
+            )
+        rows.append(
+            {
+                "table": name,
+                "done": len(table()),
+                "pending": max(len(todo) - len(reserved) - len(errors), 0),
+                "reserved": len(reserved),
+                "reserved_by": [
+                    {
+                        "key": {k: _plain(job[k]) for k in table.primary_key},
+                        "host": job["host"],
+                        "pid": job["pid"],
+                        "since": _plain(job["reserved_time"]),
+                    }
+                    for job in reserved
+                ],
+                "errors": errors,
+            }
+        )
+    return rows
+
+
+def workers() -> list[dict]:
+    """Return the registered workers that run now (host, pid, start, seconds since the heartbeat)."""
+    from .pipeline import jobs as jobs_schema
+
+    now, _ = database.server_times()
+    return [
+        {
+            "worker": w["worker_token"][:8],
+            "host": w["host"],
+            "pid": w["pid"],
+            "started": _plain(w["started"]),
+            "heartbeat_age_s": round((now - w["heartbeat"]).total_seconds(), 1),
+            "tables": w["tables"] or "all",
+        }
+        for w in (jobs_schema.Worker & "state = 'running'").to_dicts()
+    ]
+
+
+def _plain(value):
+    return value.isoformat(sep=" ") if hasattr(value, "isoformat") else value
+
+
+# ------------------------------------------------------------------------------ the worker loop
+@dataclass
+class WorkerResult:
+    """What a worker did before it stopped."""
+
+    done: int = 0
+    failed: int = 0  # jobs left in error by this worker (after automatic retries)
+    recovered: int = 0
+    interrupted: bool = False
+
+
 def worker(
     tables: list[str] | None = None,
+    restriction: dict | None = None,
     *,
     sleep: float = 30.0,
     max_jobs: int | None = None,
     once: bool = False,
     orphan_timeout: float | None = None,
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+    max_retries: int = MAX_RETRIES,
+    retry_delay: float = RETRY_DELAY,
     report=None,
-) -> int:
+) -> WorkerResult:
     """Process jobs until stopped: the loop a cluster node runs.
 
-    Each round recovers orphaned jobs, then populates every table with job reservation. With
-    ``once`` it stops when a round finds nothing to do; otherwise it sleeps and tries again.
+    Each round recovers orphaned jobs, puts transient failures back (up to ``max_retries``
+    times, after ``retry_delay`` seconds, doubled each time), then populates every table with
+    job reservation. With ``once`` it stops when a round finds nothing to do and no retry is
+    scheduled; otherwise it sleeps and tries again. A lost database connection is waited out.
     SIGTERM and SIGINT abort the job in progress, put it back to ``pending`` and return.
 
     Parameters
     ----------
     tables : list of str, optional
         Which tables to work on (default all).
+    restriction : dict, optional
+        Only keys matching this (checked like ``run``'s), e.g. ``{"subject": "m1"}``.
     sleep : float
         Seconds between rounds that found no work.
     max_jobs : int, optional
@@ -236,45 +694,109 @@ def worker(
         Stop when there is no work left instead of waiting for more.
     orphan_timeout : float, optional
         Also recover reservations older than this (seconds).
+    heartbeat_timeout : float
+        Seconds without a heartbeat after which a worker counts as gone (after a server restart).
+    max_retries, retry_delay
+        Automatic retries of transient failures.
     report : callable, optional
         Called with a message after each round.
 
     Returns
     -------
-    int
-        Jobs completed successfully.
+    WorkerResult
     """
     say = report or (lambda message: None)
+    selected = select_tables(tables)
+    typed = with_reconnect(lambda: check_restriction(selected, restriction), say=say)
+    result = WorkerResult()
 
     def stop(signum, frame):
         raise SystemExit(f"signal {signum}")  # DataJoint records it as "SystemExit: ..."
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    done = 0
     try:
-        while True:
-            recovered = recover_orphans(tables, orphan_timeout)
-            worked = 0
-            for table in select_tables(tables).values():
-                remaining = None if max_jobs is None else max_jobs - done
-                if remaining is not None and remaining <= 0:
-                    break
-                out = table.populate(
-                    reserve_jobs=True, suppress_errors=True, display_progress=False, max_calls=remaining
+        with_reconnect(lambda: ensure_job_tables(selected), say=say)
+        with WorkerSession(tables, heartbeat_timeout) as me:
+            with_reconnect(lambda: me.release_own(selected), say=say)
+            while True:
+                worked, waiting = with_reconnect(
+                    lambda: _round(
+                        selected,
+                        typed,
+                        result,
+                        max_jobs,
+                        orphan_timeout,
+                        heartbeat_timeout,
+                        max_retries,
+                        retry_delay,
+                    ),
+                    on_reconnect=lambda: me.release_own(selected),
+                    say=say,
                 )
-                done += out["success_count"]
-                worked += out["success_count"] + len(out["error_list"])
-            say(f"round: {worked} job(s) processed, {recovered} recovered, {done} done in all")
-            if max_jobs is not None and done >= max_jobs:
-                return done
-            if not worked:
-                if once:
-                    return done
-                time.sleep(sleep)
+                say(
+                    f"round: {worked} job(s) processed, {result.recovered} recovered, "
+                    f"{result.done} done in all"
+                )
+                if max_jobs is not None and result.done >= max_jobs:
+                    break
+                if not worked:
+                    if once and not waiting:
+                        break
+                    time.sleep(min(sleep, waiting) if waiting else sleep)
+            result.failed = with_reconnect(lambda: _failed_by(selected, me), say=say)
     except SystemExit:
         released = release_interrupted(tables)
-        say(f"stopped: {done} job(s) done, {released} interrupted job(s) put back to pending")
-        return done
+        result.interrupted = True
+        say(f"stopped: {result.done} job(s) done, {released} interrupted job(s) put back to pending")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return result
+
+
+def _round(
+    selected, restriction, result, max_jobs, orphan_timeout, heartbeat_timeout, max_retries, retry_delay
+):
+    """Recover, retry transient failures, populate; return (jobs processed, seconds to the next retry)."""
+    names = list(selected)
+    result.recovered += recover_orphans(names, orphan_timeout, heartbeat_timeout)
+    retry(names, restriction, transient_only=True, max_retries=max_retries, delay=retry_delay)
+    restrictions = [restriction] if restriction else []
+    worked = 0
+    for table in selected.values():
+        remaining = None if max_jobs is None else max_jobs - result.done
+        if remaining is not None and remaining <= 0:
+            break
+        out = table.populate(
+            *restrictions,
+            reserve_jobs=True,
+            suppress_errors=True,
+            display_progress=False,
+            max_calls=remaining,
+        )
+        result.done += out["success_count"]
+        worked += out["success_count"] + len(out["error_list"])
+    return worked, _next_scheduled(selected)
+
+
+def _next_scheduled(selected) -> float | None:
+    """Seconds until the earliest pending job that is scheduled later (a retry), or None."""
+    now, _ = database.server_times()
+    soonest = None
+    for table in selected.values():
+        if not table.jobs.is_declared:
+            continue
+        later = table.jobs.pending & f"scheduled_time > '{now:%Y-%m-%d %H:%M:%S.%f}'"
+        for job in later.to_dicts():
+            wait = max((job["scheduled_time"] - now).total_seconds(), 0.1)
+            soonest = wait if soonest is None else min(soonest, wait)
+    return soonest
+
+
+def _failed_by(selected, me) -> int:
+    failed = 0
+    for table in selected.values():
+        if table.jobs.is_declared:
+            errors = (table.jobs.errors & {"host": me.host, "pid": me.pid}).to_dicts()
+            failed += sum(1 for job in errors if not job["error_message"].startswith(INTERRUPTED))
+    return failed
