@@ -41,7 +41,7 @@ def test_every_command_has_help_with_an_example():
 def test_db_status_json(pipeline):
     result = runner.invoke(app, ["db", "status", "--json"])
     assert result.exit_code == 0, result.output
-    info = json.loads(result.output)
+    info = json.loads(result.stdout)
     assert info["kind"] == "embedded" and info["running"] is True and info["size_bytes"] > 0
     assert "password" not in result.output.lower()
 
@@ -179,7 +179,8 @@ def test_unreachable_server_is_a_clear_message():
         timeout=120,
     )
     assert proc.returncode == 1
-    assert "Cannot connect to the postgresql at 127.0.0.1:9 (user lab)" in proc.stdout.replace("\n", " ")
+    assert "Cannot connect to the postgresql at 127.0.0.1:9 (user lab)" in proc.stderr.replace("\n", " ")
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error:") and not proc.stdout.strip()
     assert "Traceback" not in proc.stdout + proc.stderr and "hunter2" not in proc.stdout + proc.stderr
 
 

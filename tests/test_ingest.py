@@ -225,3 +225,124 @@ def test_conflict_with_database_and_cli(pipeline, example, tmp_path):
     ok = CliRunner().invoke(app, ["ingest", str(example), "--dry-run"])
     assert ok.exit_code == 0 and "would insert: nothing" in ok.output, ok.output
     assert json.loads(json.dumps(ingest.find_files(example), default=str))
+
+
+# ----------------------------------------------------------------- nothing dropped in silence
+def problems_of(folder) -> str:
+    with pytest.raises(ingest.IngestError) as info:
+        ingest.ingest(folder)
+    return str(info.value)
+
+
+def test_misspelt_file_and_columns_are_problems(pipeline, tmp_path):
+    folder = tmp_path / "typos"
+    write(folder, "session.csv", "subject,session_datetime\nt-m1,2025-06-01 10:00:00")
+    text = problems_of(folder)
+    assert "session.csv: unknown file; did you mean sessions.csv?" in text
+    (folder / "session.csv").unlink()
+    write(
+        folder,
+        "subjects.csv",
+        "subjcet,sex,subject_birth_date,colour\nt-m1,F,2025-01-10,brown\nt-m2,F,2025-01-10,x,extra",
+    )
+    text = problems_of(folder)
+    assert "subjects.csv:1: subjcet: unknown column; did you mean 'subject'?" in text
+    assert "subjects.csv:1: colour: unknown column" in text
+    assert "subjects.csv:3: this line has 1 more field(s) than the header: ['extra']" in text
+    assert not pipeline.subject.Subject & "subject like 't-m%%'"
+
+
+def test_bom_yaml_text_and_unicode_are_kept(pipeline, tmp_path):
+    folder = tmp_path / "kept"
+    folder.mkdir()
+    # Excel's "CSV UTF-8" starts with a byte-order mark.
+    (folder / "devices.csv").write_bytes(
+        "device,modality,description\r\nbom-cam,video,Kamera µ-Objektiv 🐭\r\n".encode("utf-8-sig")
+    )
+    write(
+        folder,
+        "subjects.yaml",
+        """
+- subject: no
+  sex: F
+  subject_birth_date: 2025-01-10
+  subject_nickname: 007
+  subject_description: yes
+""",
+    )
+    result = ingest.ingest(folder)
+    assert result.counts() == {"Device": 1, "Subject": 1}
+    device = (pipeline.lab.Device & {"device": "bom-cam"}).fetch1()
+    assert device["modality"] == "video" and device["description"] == "Kamera µ-Objektiv 🐭"
+    subject = (pipeline.subject.Subject & {"subject": "no"}).fetch1()
+    assert (subject["subject_nickname"], subject["subject_description"]) == ("007", "yes")
+    assert ingest.ingest(folder).counts() == {}
+
+
+def test_values_the_database_would_change_or_refuse(pipeline, tmp_path):
+    folder = tmp_path / "values"
+    long_name = "m" * 33
+    write(
+        folder,
+        "subjects.csv",
+        f"""
+subject,sex,subject_birth_date,subject_description
+{long_name},F,2025-01-10,
+v-m1,F,2025-01-10,
+""",
+    )
+    write(
+        folder,
+        "sessions.csv",
+        """
+subject,session_datetime
+v-m1,2025-06-01 10:00:00+02:00
+v-m1,2025-06-01T10:00:00Z
+v-m1,2025-06-01 10:00:00.250
+v-m1,2025-06-01
+""",
+    )
+    write(folder, "devices.csv", "device,modality\nv-cam,video")
+    (folder / "devices.csv").write_text("device,modality,description\nv-cam,video,nul\x00byte\n")
+    write(
+        folder,
+        "pose_tasks.csv",
+        """
+subject,session_datetime,recording_id,model_name,task_mode
+v-m1,2025-06-01 10:00:00,2147483648,x,trigger
+v-m1,2025-06-01 10:00:00,1,x,analyse
+""",
+    )
+    text = problems_of(folder)
+    assert f"subjects.csv:2: subject: '{long_name}'" in text and "33 characters long; at most 32 fit" in text
+    assert "sessions.csv:2: session_datetime: '2025-06-01 10:00:00+02:00' has a time zone" in text
+    assert "sessions.csv:3: session_datetime: '2025-06-01T10:00:00Z' has a time zone" in text
+    assert "sessions.csv:4: session_datetime: '2025-06-01 10:00:00.250' has fractions of a second" in text
+    assert "sessions.csv:5: session_datetime: '2025-06-01' is not a date and time" in text
+    assert "devices.csv:2: description: 'nul\\x00byte' contains a NUL byte" in text
+    assert "pose_tasks.csv:2: recording_id: 2147483648 is out of range" in text
+    assert "pose_tasks.csv:3: task_mode: 'analyse' is not one of load, trigger" in text
+    assert not pipeline.subject.Subject & {"subject": "v-m1"}
+
+
+def test_cli_restrictions_are_checked(pipeline):
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut import processing
+    from workflow_deeplabcut.cli import app
+
+    runner = CliRunner()
+    typo = runner.invoke(app, ["run", "--table", "RecordingInfo", "-k", "subjet=m1"])
+    assert typo.exit_code == 1
+    assert "No selected table has the attribute 'subjet'" in typo.output and "subject" in typo.output
+    wrong = runner.invoke(app, ["run", "--table", "PoseEstimation", "-k", "recording_id=one"])
+    assert wrong.exit_code == 1 and "recording_id='one': 'one' is not an integer" in wrong.output
+    when = runner.invoke(app, ["retry", "-k", "session_datetime=yesterday"])
+    assert when.exit_code == 1 and "is not a date and time" in when.output
+    typed = processing.check_restriction(
+        processing.select_tables(["PoseEstimation"]),
+        {"recording_id": "3", "session_datetime": "2025-01-01 12:00:00"},
+    )
+    assert typed["recording_id"] == 3 and typed["session_datetime"].year == 2025
+    unknown = runner.invoke(app, ["export-trajectory", "modle_name=x", "-o", "x.csv"])
+    assert unknown.exit_code == 1 and "PoseEstimation has no attribute 'modle_name'" in unknown.output

@@ -1,10 +1,17 @@
-"""The ``workflow-deeplabcut`` command: thin wrappers over the library."""
+"""The ``workflow-deeplabcut`` command: thin wrappers over the library.
+
+Results go to standard output; log lines and errors go to standard error. Every error is one
+line (``Error: ...``); ``--debug`` (or ``WORKFLOW_DLC_DEBUG=1``) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -13,18 +20,66 @@ app = typer.Typer(
     help="DeepLabCut 3 pose estimation as a reproducible DataJoint pipeline.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The embedded database (or the configured server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
+errors = Console(stderr=True)
+_debug = {"on": os.environ.get("WORKFLOW_DLC_DEBUG", "").lower() in ("1", "true", "yes")}
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    """DeepLabCut 3 pose estimation as a reproducible DataJoint pipeline."""
+    if debug:
+        _debug["on"] = True
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]Error:[/red] {message}")
+    errors.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
-@app.command()
+def _one_line(err: Exception) -> str:
+    """Render an exception as one line: ours by their message, others with their type."""
+    from .errors import WorkflowError
+
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, WorkflowError | ValueError | FileNotFoundError):
+        return text
+    return f"{type(err).__name__}: {text} (run with --debug for the traceback)"
+
+
+def _guarded(func):
+    """Turn any exception of a command into one line on standard error and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+            raise
+        except Exception as err:
+            if _debug["on"]:
+                raise
+            _fail(_one_line(err))
+
+    return wrapper
+
+
+def command(group: typer.Typer = app, name: str | None = None):
+    """Register a command whose errors are reported on one line."""
+
+    def register(func):
+        return group.command(name)(_guarded(func))
+
+    return register
+
+
+@command()
 def demo(
     directory: Path = typer.Option(None, help="Where to write the demo data [default: <data home>/demo]."),
     fresh: bool = typer.Option(False, "--fresh", help="Start clean: delete the demo's rows and folder."),
@@ -40,19 +95,15 @@ def demo(
 
     Example: workflow-deeplabcut demo --fresh
     """
-    from . import database
     from .demo import run_demo
 
-    try:
-        report = run_demo(
-            directory,
-            fresh=fresh,
-            epochs=epochs,
-            prefix=prefix,
-            progress=lambda m: console.print(f"[cyan]>[/cyan] {m}"),
-        )
-    except database.DatabaseUnreachableError as err:
-        _fail(str(err))
+    report = run_demo(
+        directory,
+        fresh=fresh,
+        epochs=epochs,
+        prefix=prefix,
+        progress=lambda m: console.print(f"[cyan]>[/cyan] {m}"),
+    )
     table = Table(title="Pipeline tables")
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -79,7 +130,7 @@ def demo(
     console.print(f"Demo data: {report.directory}")
 
 
-@db_app.command("status")
+@command(db_app, "status")
 def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show where the database is and whether it runs (never the password).
 
@@ -110,7 +161,7 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         console.print(f"{key:>12}: {value}")
 
 
-@db_app.command("start")
+@command(db_app, "start")
 def db_start() -> None:
     """Start the embedded PostgreSQL and keep it running until `db stop`.
 
@@ -121,10 +172,10 @@ def db_start() -> None:
     if not database.uses_embedded():
         _fail("A database server is configured (DJ_HOST or datajoint.json); nothing embedded to start.")
     server = database.start_embedded(keep_running=True)
-    console.print(f"Embedded PostgreSQL running, socket in {server.get_postmaster_info().socket_dir}")
+    console.print(f"Embedded PostgreSQL running, socket in {server.socket_dir}")
 
 
-@db_app.command("stop")
+@command(db_app, "stop")
 def db_stop() -> None:
     """Stop the embedded PostgreSQL.
 
@@ -136,48 +187,56 @@ def db_stop() -> None:
 
 
 def parse_key(items: list[str] | None) -> dict:
-    """Turn ``["subject=m1", "recording_id=1"]`` into a key dict (integers become ``int``)."""
+    """Turn ``["subject=m1", "recording_id=1"]`` into a dict of text values.
+
+    The values are converted by the attributes' own types where the key is used
+    (:func:`workflow_deeplabcut.rules.check_key`, :func:`workflow_deeplabcut.processing.check_restriction`).
+    """
     key = {}
     for item in items or []:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise typer.BadParameter(f"{item!r} is not NAME=VALUE (e.g. subject=m1)")
-        key[name.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+        key[name.strip()] = value.strip()
     return key
 
 
 def _pipeline():
-    """Connect, turning an unreachable server into a clean error."""
-    from . import database
+    """Connect (an unreachable server becomes a one-line error through the command guard)."""
+    from . import pipeline
 
-    try:
-        from . import pipeline
-    except database.DatabaseUnreachableError as err:
-        _fail(str(err))
     return pipeline
 
 
 TablesOption = typer.Option(None, "--table", "-t", help="Only this computed table (repeatable).")
 KeyOption = typer.Option(None, "--key", "-k", help="Restrict to NAME=VALUE (repeatable).")
+RetriesOption = typer.Option(
+    None,
+    "--max-retries",
+    min=0,
+    help="Automatic retries of transient failures [default: WORKFLOW_DLC_MAX_RETRIES or 3].",
+)
 
 
-@app.command("run")
+@command(name="run")
 def run_command(
     tables: list[str] = TablesOption,
     key: list[str] = KeyOption,
     reserve: bool = typer.Option(False, "--reserve", help="Reserve jobs, to run beside workers."),
+    max_retries: int = RetriesOption,
 ) -> None:
     """Populate every computed table in dependency order; errors are collected, then summarised.
+
+    An attribute that no selected table has, or a value of the wrong type, is refused. Exit
+    status 1 when any job failed.
 
     Example: workflow-deeplabcut run --table PoseEstimation --key subject=m1
     """
     from . import processing
 
     _pipeline()
-    try:
-        results = processing.run(tables, parse_key(key) or None, reserve_jobs=reserve)
-    except ValueError as err:
-        _fail(str(err))
+    retries = processing.MAX_RETRIES if max_retries is None else max_retries
+    results = processing.run(tables, parse_key(key) or None, reserve_jobs=reserve, max_retries=retries)
     summary = Table(title="run")
     for column in ("table", "computed", "errors"):
         summary.add_column(column)
@@ -186,64 +245,74 @@ def run_command(
     console.print(summary)
     for result in results:
         for failed_key, message in result.errors:
-            console.print(f"[red]{result.table}[/red] {failed_key}: {message}")
+            errors.print(
+                f"[red]{result.table}[/red] {failed_key}: {message}", highlight=False, soft_wrap=True
+            )
     if any(r.errors for r in results):
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def worker(
     tables: list[str] = TablesOption,
+    key: list[str] = KeyOption,
     sleep: float = typer.Option(30.0, help="Seconds to wait when there is no work."),
     max_jobs: int = typer.Option(None, "--max-jobs", min=1, help="Stop after this many jobs."),
     once: bool = typer.Option(False, "--once", help="Stop when no work is left (batch schedulers)."),
     orphan_timeout: float = typer.Option(
         None, help="Also recover reservations older than this many seconds (hung workers)."
     ),
+    heartbeat_timeout: float = typer.Option(
+        None, help="Seconds without a heartbeat before a worker counts as gone [default: 60]."
+    ),
+    max_retries: int = RetriesOption,
 ) -> None:
     """Process jobs with DataJoint's job reservation until stopped (one per cluster node).
 
-    SIGTERM/SIGINT abort the job in progress and put it back to pending. Reservations of
-    killed workers are recovered at the start of every round.
+    A lost database connection is waited out (reconnect with backoff). SIGTERM/SIGINT abort the
+    job in progress and put it back to pending. Reservations of killed workers are recovered at
+    the start of every round; transient failures (lost connection, disk full) are retried.
+    Exit status 1 when a job this worker ran is left failed.
 
     Example: workflow-deeplabcut worker --once --max-jobs 10
     """
     from . import processing
 
-    _pipeline()
-    try:
-        processing.select_tables(tables)
-    except ValueError as err:
-        _fail(str(err))
-    done = processing.worker(
+    # A worker may start while the database restarts: wait for it like for a lost connection.
+    processing.with_reconnect(_pipeline, say=lambda m: errors.print(m, highlight=False, soft_wrap=True))
+    processing.select_tables(tables)
+    result = processing.worker(
         tables,
+        parse_key(key) or None,
         sleep=sleep,
         max_jobs=max_jobs,
         once=once,
         orphan_timeout=orphan_timeout,
-        report=lambda m: console.print(m),
+        heartbeat_timeout=processing.HEARTBEAT_TIMEOUT if heartbeat_timeout is None else heartbeat_timeout,
+        max_retries=processing.MAX_RETRIES if max_retries is None else max_retries,
+        report=lambda m: errors.print(m, highlight=False, soft_wrap=True),
     )
-    console.print(f"worker finished: {done} job(s) done")
+    console.print(f"worker finished: {result.done} job(s) done, {result.failed} failed")
+    if result.failed:
+        raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def status(
     tables: list[str] = TablesOption,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts (only JSON on stdout)."),
 ) -> None:
-    """Show, per computed table, keys done, pending, reserved and failed (with each error).
+    """Show, per computed table, keys done, pending, reserved and failed (with attempts), and the workers.
 
     Example: workflow-deeplabcut status --json
     """
     from . import processing
 
     _pipeline()
-    try:
-        rows = processing.status(tables)
-    except ValueError as err:
-        _fail(str(err))
+    rows = processing.status(tables)
+    alive = processing.workers()
     if as_json:
-        print(json.dumps(rows, indent=1, default=str))
+        print(json.dumps({"tables": rows, "workers": alive}, indent=1, default=str))
         return
     table = Table(title="status")
     for column in ("table", "done", "pending", "reserved", "errors"):
@@ -255,10 +324,59 @@ def status(
     console.print(table)
     for row in rows:
         for error in row["errors"]:
-            console.print(f"[red]{row['table']}[/red] {error['key']}: {error['message']}")
+            console.print(
+                f"[red]{row['table']}[/red] {error['key']} (attempt {error['attempts']}): {error['message']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for w in alive:
+        console.print(
+            f"worker {w['worker']} on {w['host']} pid {w['pid']}: "
+            f"last heartbeat {w['heartbeat_age_s']} s ago",
+            highlight=False,
+        )
 
 
-@app.command()
+@command()
+def retry(
+    tables: list[str] = TablesOption,
+    key: list[str] = KeyOption,
+    transient_only: bool = typer.Option(False, "--transient", help="Only lost connections, full disks."),
+) -> None:
+    """Put failed jobs back to pending (workers or `run --reserve` compute them again).
+
+    Example: workflow-deeplabcut retry --table PoseEstimation --key subject=m1
+    """
+    from . import processing
+
+    _pipeline()
+    count = processing.retry(tables, parse_key(key) or None, transient_only=transient_only)
+    console.print(f"{count} failed job(s) put back to pending")
+
+
+@command(name="gc")
+def garbage_collect(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed."),
+    min_age: float = typer.Option(3600.0, help="Leave files younger than this many seconds."),
+) -> None:
+    """Remove files that no row references: pose arrays of uncommitted or deleted rows, stale QC pictures.
+
+    Example: workflow-deeplabcut gc --dry-run
+    """
+    from . import storage
+
+    _pipeline()
+    report = storage.collect_garbage(dry_run=dry_run, min_age=min_age)
+    for path in report.orphans:
+        console.print(f"{'would remove' if dry_run else 'removed'} {path}", highlight=False)
+    console.print(
+        f"{len(report.orphans)} orphaned file(s), {report.orphan_bytes} bytes; "
+        f"{'nothing removed (dry run)' if dry_run else f'{report.removed} removed'}; "
+        f"{report.young} younger than {min_age:g} s left alone; {report.referenced} referenced"
+    )
+
+
+@command()
 def ingest(
     path: Path = typer.Argument(..., help="A directory of CSV/YAML files, or one file."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check only; write nothing."),
@@ -277,19 +395,17 @@ def ingest(
     try:
         result = ingest_module.ingest(path, dry_run=dry_run)
     except ingest_module.IngestError as err:
-        console.print(f"[red]{len(err.problems)} problem(s); nothing was written:[/red]")
+        errors.print(f"[red]{len(err.problems)} problem(s); nothing was written:[/red]")
         for problem in err.problems:
-            typer.echo(f"  {problem}")  # one line each, never wrapped: people grep these
+            typer.echo(f"  {problem}", err=True)  # one line each, never wrapped: people grep these
         raise typer.Exit(1) from None
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
     verb = "would insert" if dry_run else "inserted"
     counts = result.counts()
     console.print(f"{verb}: " + (", ".join(f"{n} {t}" for t, n in counts.items()) or "nothing"))
     console.print(f"unchanged rows skipped: {result.skipped}")
 
 
-@app.command("export-trajectory")
+@command(name="export-trajectory")
 def export_trajectory(
     key: list[str] = typer.Argument(..., help="NAME=VALUE pairs naming one pose estimation."),
     output: Path = typer.Option(..., "--output", "-o", help="A .csv or .h5 file."),
@@ -298,17 +414,14 @@ def export_trajectory(
 
     Example: workflow-deeplabcut export-trajectory subject=m1 recording_id=1 model_name=v1 -o m1.h5
     """
-    from . import export
+    from . import export, rules
 
-    _pipeline()
-    try:
-        path = export.export_trajectory(parse_key(key), output)
-    except ValueError as err:
-        _fail(str(err))
+    pipeline = _pipeline()
+    path = export.export_trajectory(rules.check_key(pipeline.model.PoseEstimation, parse_key(key)), output)
     console.print(f"wrote {path}")
 
 
-@app.command("export-nwb")
+@command(name="export-nwb")
 def export_nwb(
     items: list[str] = typer.Argument(..., help="NAME=VALUE pairs naming one session, then OUT.nwb."),
     postprocessed: bool = typer.Option(True, help="Include post-processed trajectories."),
@@ -320,21 +433,18 @@ def export_nwb(
 
     Example: workflow-deeplabcut export-nwb subject=m1 "session_datetime=2025-01-01 12:00:00" m1.nwb
     """
-    from . import nwb
+    from . import nwb, rules
 
     if len(items) < 2 or not items[-1].endswith(".nwb"):
         _fail("Give the session as NAME=VALUE pairs, then the output file ending in .nwb.")
-    _pipeline()
-    try:
-        path = nwb.export_session(
-            parse_key(items[:-1]),
-            Path(items[-1]),
-            postprocessed=postprocessed,
-            training_labels=training_labels,
-            overwrite=overwrite,
-        )
-    except ValueError as err:
-        _fail(str(err))
+    pipeline = _pipeline()
+    path = nwb.export_session(
+        rules.check_key(pipeline.session.Session, parse_key(items[:-1])),
+        Path(items[-1]),
+        postprocessed=postprocessed,
+        training_labels=training_labels,
+        overwrite=overwrite,
+    )
     console.print(f"wrote {path}")
     if check:
         messages = nwb.inspect(path)
@@ -346,7 +456,7 @@ def export_nwb(
             raise typer.Exit(1)
 
 
-@app.command("import-pose")
+@command(name="import-pose")
 def import_pose(
     path: Path = typer.Argument(..., help="The pose file (inside a data root)."),
     software: str = typer.Option(..., "--software", "-s", help="DeepLabCut, SLEAP, LightningPose or NWB."),
@@ -361,22 +471,37 @@ def import_pose(
 
     Example: workflow-deeplabcut import-pose m1.h5 -s SLEAP -m sleap-v1 -k subject=m1 -k recording_id=1
     """
-    from . import imports
+    from . import imports, rules
 
-    _pipeline()
+    pipeline = _pipeline()
     loader = {}
     if software == "NWB":
         loader = {"processing_module_key": processing_module_key}
         if pose_estimation_key:
             loader["pose_estimation_key"] = pose_estimation_key
-    try:
-        done = imports.import_pose_file(path, software, parse_key(key), model, loader_params=loader)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+    recording = rules.check_key(pipeline.model.VideoRecording, parse_key(key))
+    done = imports.import_pose_file(path, software, recording, model, loader_params=loader)
     console.print(f"imported {path} as {done}")
 
 
-@app.command()
+@command(name="relocate-model")
+def relocate_model(
+    model_name: str = typer.Argument(..., help="A registered model."),
+    config: Path = typer.Argument(..., help="The project's config.yaml (or folder) where it is now."),
+) -> None:
+    """Point a registered model at its DeepLabCut project's new place (after the folder moved).
+
+    The project there must be the same model: task, date, iteration, shuffle, body parts and the
+    registered snapshot are checked.
+
+    Example: workflow-deeplabcut relocate-model openfield-v1 /data/raw/moved/openfield/config.yaml
+    """
+    pipeline = _pipeline()
+    old, new = pipeline.model.Model.relocate(model_name, config)
+    console.print(f"model {model_name!r}: project {old} -> {new}")
+
+
+@command()
 def diagram(output: Path = typer.Argument(Path("pipeline.svg"), help="A .svg, .png or .mmd file.")) -> None:
     """Draw the pipeline's tables and dependencies (Mermaid text where Graphviz is absent).
 
@@ -385,10 +510,7 @@ def diagram(output: Path = typer.Argument(Path("pipeline.svg"), help="A .svg, .p
     from . import export
 
     _pipeline()
-    try:
-        path = export.write_diagram(output)
-    except ValueError as err:
-        _fail(str(err))
+    path = export.write_diagram(output)
     note = " (Graphviz's dot was not found: Mermaid text instead)" if path.suffix != output.suffix else ""
     console.print(f"wrote {path}{note}")
 

@@ -24,6 +24,13 @@ file                   columns (``[optional]``)
 ``postprocess_tasks``  subject, session_datetime, recording_id, model_name, pp_paramset_idx
 =====================  ==================================================================
 
+The checks are declarative: :data:`SPECS` says which table (and attribute) each column fills,
+and the rules come from the table definitions themselves (:mod:`.rules`: integer ranges,
+``varchar`` lengths, ``enum`` values, dates), and references from their foreign keys. Nothing
+is dropped in silence: an unknown file or column, a time zone, a NUL byte or an over-long name
+is a problem. YAML values are read as written (``no`` stays the text ``no``), and a CSV saved
+with a byte-order mark reads as any other.
+
 Paths may be absolute or relative to a data root; they must lie inside the roots and exist.
 Everything is checked first and every problem is reported (file, line, column, why); only
 then is everything written, in one transaction. Rows that already exist with the same content
@@ -35,26 +42,141 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-ORDER = (
-    "devices",
-    "subjects",
-    "sessions",
-    "recordings",
-    "training_videosets",
-    "training_params",
-    "training_tasks",
-    "models",
-    "pose_tasks",
-    "postprocess_params",
-    "postprocess_tasks",
-)
+from . import rules
+from .errors import InputError
+
 SUFFIXES = (".csv", ".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table a file's row fills: ``columns`` maps file columns to the table's attributes.
+
+    ``when`` names a column whose presence makes the row fill this table (optional tables,
+    e.g. a session's note); ``None`` means always.
+    """
+
+    table: str  # "module.Class" or "module.Class.Part"
+    columns: dict
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one kind of file maps onto the pipeline's tables."""
+
+    targets: tuple[Target, ...] = ()
+    paths: dict = field(default_factory=dict)  # column -> "file" (must exist), "video", "processed"
+    params: tuple[str, ...] = ()  # columns holding a JSON object / YAML mapping
+    defaults: dict = field(default_factory=dict)  # column -> value when empty (overrides the table's)
+    hashed: tuple | None = None  # param-set lookups: (table, (idx, desc, hash, params), check function)
+    model: bool = False  # models: registered through Model.build_model
+
+
+def _same(*names: str) -> dict:
+    return {n: n for n in names}
+
+
+_SESSION = ("subject", "session_datetime")
+_RECORDING = (*_SESSION, "recording_id")
+
+#: The ingest files, in the order they are read (later files may refer to earlier ones).
+SPECS: dict[str, Spec] = {
+    "devices": Spec((Target("lab.Device", _same("device", "modality", "description")),)),
+    "subjects": Spec(
+        (
+            Target(
+                "subject.Subject",
+                _same("subject", "sex", "subject_birth_date", "subject_nickname", "subject_description"),
+            ),
+        )
+    ),
+    "sessions": Spec(
+        (
+            Target("session.Session", _same(*_SESSION)),
+            Target("session.SessionDirectory", _same(*_SESSION, "session_dir"), when="session_dir"),
+            Target("session.SessionNote", _same(*_SESSION, "session_note"), when="session_note"),
+        ),
+        paths={"session_dir": "file"},
+    ),
+    "recordings": Spec(
+        (
+            Target("model.VideoRecording", _same(*_RECORDING, "device")),
+            Target("model.VideoRecording.File", _same(*_RECORDING, "file_id", "file_path")),
+        ),
+        paths={"file_path": "video"},
+    ),
+    "training_videosets": Spec(
+        (
+            Target("train.VideoSet", _same("video_set_id")),
+            Target("train.VideoSet.File", _same("video_set_id", "file_id", "file_path")),
+        ),
+        paths={"file_path": "file"},
+    ),
+    "training_params": Spec(
+        (Target("train.TrainingParamSet", _same("paramset_idx", "paramset_desc")),),
+        params=("params",),
+        hashed=("train.TrainingParamSet", ("paramset_idx", "paramset_desc", "param_set_hash", "params")),
+    ),
+    "training_tasks": Spec(
+        (
+            Target(
+                "train.TrainingTask",
+                _same("video_set_id", "paramset_idx", "training_id", "project_path", "model_prefix"),
+            ),
+        ),
+        paths={"project_path": "file"},
+    ),
+    "models": Spec(
+        (
+            Target(
+                "model.Model",
+                {
+                    **_same("model_name", "shuffle", "trainingsetindex", "paramset_idx"),
+                    **_same("model_description", "model_prefix"),
+                    "config_path": None,
+                },
+            ),
+        ),
+        paths={"config_path": "file"},
+        params=("params",),
+        model=True,
+    ),
+    "pose_tasks": Spec(
+        (
+            Target(
+                "model.PoseEstimationTask",
+                {
+                    **_same(*_RECORDING, "model_name", "task_mode"),
+                    "output_dir": "pose_estimation_output_dir",
+                    "params": "pose_estimation_params",
+                },
+            ),
+        ),
+        paths={"output_dir": "processed"},
+        params=("params",),
+        defaults={"task_mode": "trigger"},
+    ),
+    "postprocess_params": Spec(
+        (Target("postprocess.PostprocessParamSet", _same("pp_paramset_idx", "pp_paramset_desc")),),
+        params=("params",),
+        hashed=(
+            "postprocess.PostprocessParamSet",
+            ("pp_paramset_idx", "pp_paramset_desc", "pp_param_set_hash", "pp_params"),
+        ),
+    ),
+    "postprocess_tasks": Spec(
+        (Target("postprocess.PostprocessTask", _same(*_RECORDING, "model_name", "pp_paramset_idx")),)
+    ),
+}
+ORDER = tuple(SPECS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +193,7 @@ class Problem:
         return f"{where}: {self.column + ': ' if self.column else ''}{self.message}"
 
 
-class IngestError(ValueError):
+class IngestError(InputError):
     """The files have problems; nothing was written. ``problems`` lists them all."""
 
     def __init__(self, problems: list[Problem]):
@@ -104,41 +226,113 @@ class Plan:
         return out
 
 
+# ------------------------------------------------------------------------------ files
+def _expected_names() -> list[str]:
+    return [k + ".csv" for k in ORDER]
+
+
 def find_files(path: str | Path) -> dict[str, Path]:
-    """Return the ingestible files at ``path`` by kind (a directory, or a single file)."""
+    """Return the ingestible files at ``path`` by kind (a directory, or a single file).
+
+    Raises
+    ------
+    IngestError
+        For a ``.csv``/``.yaml`` file whose name is not an ingest file (with the closest
+        name), two files of one kind, or nothing to ingest.
+    FileNotFoundError
+        If ``path`` does not exist.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Nothing to ingest at {path}: no such file or directory.")
-    candidates = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in SUFFIXES)
-    found = {}
+    candidates = (
+        [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
+    )
+    found, problems = {}, []
     for file in candidates:
-        if file.stem not in ORDER or file.suffix not in SUFFIXES:
-            if path.is_file():
-                raise ValueError(f"{file.name}: unknown file; name it one of {[k + '.csv' for k in ORDER]}.")
+        if file.stem not in SPECS or file.suffix.lower() not in SUFFIXES:
+            close = difflib.get_close_matches(file.stem, ORDER, n=1)
+            hint = f"did you mean {close[0]}{file.suffix}? " if close else ""
+            problems.append(
+                Problem(file.name, 0, "", f"unknown file; {hint}ingest files are {_expected_names()}")
+            )
             continue
         if file.stem in found:
-            raise ValueError(f"Both {found[file.stem].name} and {file.name} describe {file.stem}; keep one.")
+            problems.append(
+                Problem(
+                    file.name,
+                    0,
+                    "",
+                    f"both {found[file.stem].name} and {file.name} describe {file.stem}; keep one",
+                )
+            )
+            continue
         found[file.stem] = file
+    if problems:
+        raise IngestError(problems)
     if not found:
-        raise ValueError(f"No ingestible file in {path}; expected some of {[k + '.csv' for k in ORDER]}.")
+        raise IngestError(
+            [Problem(str(path), 0, "", f"no ingestible file; expected some of {_expected_names()}")]
+        )
     return found
 
 
 def read_rows(file: Path) -> list[_Row]:
-    """Read a CSV (line numbers as in the file) or YAML list (item numbers) into rows."""
-    if file.suffix == ".csv":
-        with open(file, newline="") as fh:
-            reader = csv.DictReader(fh)
-            return [
-                _Row(file.name, reader.line_num, {k.strip(): (v or "").strip() for k, v in row.items() if k})
-                for row in reader
-            ]
-    data = yaml.safe_load(file.read_text()) or []
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise ValueError(f"{file.name}: a YAML ingest file is a list of mappings.")
-    return [_Row(file.name, i + 1, dict(item)) for i, item in enumerate(data)]
+    """Read a CSV (line numbers as in the file) or YAML list (each item's line) into rows of text.
+
+    CSV: UTF-8, with or without a byte-order mark. YAML: scalars are kept as written (``no``,
+    ``007`` and ``2025-01-10`` stay text; the column's type converts them), mappings (params) are
+    read as YAML; an empty value or ``null`` is missing.
+
+    Raises
+    ------
+    ValueError
+        When the file is not UTF-8 text, not CSV, or not a YAML list of mappings.
+    """
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    if file.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines(keepends=True))
+        rows = []
+        for row in reader:
+            values = {
+                (k or "").strip(): (v or "").strip() if isinstance(v, str) else v for k, v in row.items()
+            }
+            rows.append(_Row(file.name, reader.line_num, values))
+        header = [(h or "").strip() for h in (reader.fieldnames or [])]
+        return [_Row(file.name, 1, {"__header__": header}), *rows]
+    return _read_yaml(file.name, text)
 
 
+def _read_yaml(name: str, text: str) -> list[_Row]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise ValueError("a YAML ingest file is a list of mappings (each item starts with '- ')")
+        rows = []
+        for item in node.value:
+            if not isinstance(item, yaml.MappingNode):
+                raise ValueError(f"line {item.start_mark.line + 1}: each item is a mapping of column: value")
+            values = {}
+            for key_node, value_node in item.value:
+                key = str(key_node.value).strip()
+                if isinstance(value_node, yaml.ScalarNode):
+                    empty = value_node.tag == "tag:yaml.org,2002:null" and not value_node.style
+                    values[key] = "" if empty else value_node.value
+                else:
+                    values[key] = loader.construct_object(value_node, deep=True)
+            rows.append(_Row(name, item.start_mark.line + 1, values))
+        return rows
+    finally:
+        loader.dispose()
+
+
+# ------------------------------------------------------------------------------ checking
 class _Checker:
     """Checks rows of every file against the files and the database, collecting problems."""
 
@@ -147,66 +341,29 @@ class _Checker:
         self.problems: list[Problem] = []
         self.plan = Plan()
         self.planned: dict = {}  # (table name, key tuple) -> row, for cross-file references
+        self.by_full_name = {t.full_table_name: t for t in _tables(pipeline)}
+        self.feeds = {}  # table class name -> the file that fills it
+        for kind, spec in SPECS.items():
+            for target in spec.targets:
+                self.feeds.setdefault(self.table(target.table).__name__, kind)
 
-    # -- values -------------------------------------------------------------------------
-    def value(self, row: _Row, column: str, kind=str, required=True, default=None):
-        raw = row.values.get(column)
-        if raw is None or raw == "":
-            if required:
-                self.problems.append(Problem(row.file, row.line, column, "missing value"))
-            return default
-        try:
-            if kind is int:
-                if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                    raise ValueError
-                return int(raw)
-            if kind is dt.date:
-                return raw if isinstance(raw, dt.date) else dt.date.fromisoformat(str(raw))
-            if kind is dt.datetime:
-                return raw if isinstance(raw, dt.datetime) else dt.datetime.fromisoformat(str(raw))
-            if kind is dict:
-                value = json.loads(raw) if isinstance(raw, str) else raw
-                if not isinstance(value, dict):
-                    raise ValueError
-                return value
-            return str(raw)
-        except (ValueError, TypeError):
-            expected = {
-                int: "an integer",
-                dt.date: "a date YYYY-MM-DD",
-                dt.datetime: "a date and time YYYY-MM-DD HH:MM:SS",
-                dict: "a JSON object",
-            }.get(kind, "text")
-            self.problems.append(Problem(row.file, row.line, column, f"{raw!r} is not {expected}"))
-            return default
+    def table(self, dotted: str):
+        obj = self.p
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj
 
-    def relative_path(self, row: _Row, column: str, must_exist=True):
-        from .settings import PathOutsideRootsError, find_full_path, to_relative
-
-        raw = self.value(row, column)
-        if raw is None:
-            return None
-        try:
-            rel = to_relative(raw) if Path(raw).is_absolute() else Path(raw).as_posix()
-            if must_exist:
-                find_full_path(rel)
-            return rel
-        except (PathOutsideRootsError, FileNotFoundError) as err:
-            self.problems.append(Problem(row.file, row.line, column, str(err)))
-            return None
+    def problem(self, row: _Row, column: str, message: str) -> None:
+        self.problems.append(Problem(row.file, row.line, column, message))
 
     # -- rows ---------------------------------------------------------------------------
-    def add(self, row: _Row, table, values: dict, key_names: list[str]) -> None:
+    def add(self, row: _Row, table, values: dict) -> None:
         """Plan an insert; skip an identical existing row; a conflicting one is a problem."""
-        key = {k: values[k] for k in key_names}
-        ident = (table.__name__, tuple(str(key[k]) for k in key_names))
+        key = {k: values[k] for k in table.primary_key}
+        ident = (table.__name__, tuple(str(key[k]) for k in table.primary_key))
         if ident in self.planned:
             if self.planned[ident] != values:
-                self.problems.append(
-                    Problem(
-                        row.file, row.line, "", f"{table.__name__} {key} appears twice with different content"
-                    )
-                )
+                self.problem(row, "", f"{table.__name__} {key} appears twice with different content")
             return
         self.planned[ident] = values
         existing = (table & key).to_dicts()
@@ -214,14 +371,11 @@ class _Checker:
             old = existing[0]
             diff = [k for k, v in values.items() if k in old and _norm(old[k]) != _norm(v)]
             if diff:
-                self.problems.append(
-                    Problem(
-                        row.file,
-                        row.line,
-                        diff[0],
-                        f"{table.__name__} {key} exists with "
-                        f"{diff[0]}={_norm(old[diff[0]])!r}, not {_norm(values[diff[0]])!r}",
-                    )
+                self.problem(
+                    row,
+                    diff[0],
+                    f"{table.__name__} {key} exists with {diff[0]}={_norm(old[diff[0]])!r}, not "
+                    f"{_norm(values[diff[0]])!r}",
                 )
             else:
                 self.plan.skipped += 1
@@ -229,14 +383,37 @@ class _Checker:
         self.plan.inserts.append((table, values))
 
     def known(self, table, key: dict) -> bool:
-        ident = (table.__name__, tuple(str(v) for v in key.values()))
+        ident = (table.__name__, tuple(str(key[k]) for k in table.primary_key if k in key))
         return ident in self.planned or bool(table & key)
 
-    def require(self, row: _Row, table, key: dict, column: str, fix: str) -> None:
-        if all(v is not None for v in key.values()) and not self.known(table, key):
-            self.problems.append(
-                Problem(row.file, row.line, column, f"unknown {table.__name__} {key}; {fix}")
-            )
+    def references(self, row: _Row, table, values: dict, same_row: set) -> None:
+        """Every foreign key of ``table`` must point at a row in the database or the files."""
+        for parent_name, info in table.parents(foreign_key_info=True):
+            parent = self.by_full_name.get(parent_name)
+            if parent is None or parent.__name__ in same_row:
+                continue
+            key = {parent_attr: values.get(attr) for attr, parent_attr in info["attr_map"].items()}
+            if any(v is None for v in key.values()) or self.known(parent, key):
+                continue
+            feed = self.feeds.get(parent.__name__)
+            fix = f"add it to {feed}.csv" if feed else "insert it first"
+            self.problem(row, list(info["attr_map"])[-1], f"unknown {parent.__name__} {key}; {fix}")
+
+
+def _tables(pipeline) -> list:
+    found = []
+    for module in pipeline.SCHEMAS.values():
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and getattr(value, "database", None)
+                and hasattr(value, "full_table_name")
+            ):
+                found.append(value)
+                found.extend(
+                    p for p in vars(value).values() if isinstance(p, type) and hasattr(p, "full_table_name")
+                )
+    return found
 
 
 def _norm(value):
@@ -247,266 +424,185 @@ def _norm(value):
     return value
 
 
-def _check(kind: str, rows: list[_Row], c: _Checker) -> None:
-    p = c.p
-    for row in rows:
-        v = c.value
-        if kind == "devices":
-            c.add(
-                row,
-                p.lab.Device,
-                {
-                    "device": v(row, "device"),
-                    "modality": v(row, "modality"),
-                    "description": v(row, "description", required=False, default=""),
-                },
-                ["device"],
-            )
-        elif kind == "subjects":
-            sex = v(row, "sex")
-            if sex is not None and sex not in ("M", "F", "U"):
-                c.problems.append(Problem(row.file, row.line, "sex", f"{sex!r} is not one of M, F, U"))
-            c.add(
-                row,
-                p.subject.Subject,
-                {
-                    "subject": v(row, "subject"),
-                    "sex": sex,
-                    "subject_birth_date": v(row, "subject_birth_date", dt.date),
-                    "subject_nickname": v(row, "subject_nickname", required=False, default=""),
-                    "subject_description": v(row, "subject_description", required=False, default=""),
-                },
-                ["subject"],
-            )
-        elif kind == "sessions":
-            key = {"subject": v(row, "subject"), "session_datetime": v(row, "session_datetime", dt.datetime)}
-            c.require(
-                row, p.subject.Subject, {"subject": key["subject"]}, "subject", "add it to subjects.csv"
-            )
-            c.add(row, p.session.Session, key, list(key))
-            if row.values.get("session_dir"):
-                c.add(
-                    row,
-                    p.session.SessionDirectory,
-                    {**key, "session_dir": c.relative_path(row, "session_dir")},
-                    list(key),
-                )
-            if row.values.get("session_note"):
-                c.add(row, p.session.SessionNote, {**key, "session_note": v(row, "session_note")}, list(key))
-        elif kind == "recordings":
-            key = {
-                "subject": v(row, "subject"),
-                "session_datetime": v(row, "session_datetime", dt.datetime),
-                "recording_id": v(row, "recording_id", int),
-            }
-            session_key = {k: key[k] for k in ("subject", "session_datetime")}
-            c.require(row, p.session.Session, session_key, "session_datetime", "add it to sessions.csv")
-            device = v(row, "device")
-            c.require(row, p.lab.Device, {"device": device}, "device", "add it to devices.csv")
-            c.add(row, p.model.VideoRecording, {**key, "device": device}, list(key))
-            path = c.relative_path(row, "file_path")
-            if path is not None:
-                _check_video(row, path, c)
-            c.add(
-                row,
-                p.model.VideoRecording.File,
-                {**key, "file_id": v(row, "file_id", int), "file_path": path},
-                [*key, "file_id"],
-            )
-        elif kind == "training_videosets":
-            key = {"video_set_id": v(row, "video_set_id", int)}
-            c.add(row, p.train.VideoSet, key, list(key))
-            c.add(
-                row,
-                p.train.VideoSet.File,
-                {**key, "file_id": v(row, "file_id", int), "file_path": c.relative_path(row, "file_path")},
-                ["video_set_id", "file_id"],
-            )
-        elif kind == "training_params":
-            from .train import check_training_params
-
-            _hashed_params(
-                row,
-                c,
-                check_training_params,
-                p.train.TrainingParamSet,
-                ("paramset_idx", "paramset_desc", "param_set_hash", "params"),
-            )
-        elif kind == "postprocess_params":
-            from .poses import check_postprocess_params
-
-            _hashed_params(
-                row,
-                c,
-                check_postprocess_params,
-                p.postprocess.PostprocessParamSet,
-                ("pp_paramset_idx", "pp_paramset_desc", "pp_param_set_hash", "pp_params"),
-            )
-        elif kind == "training_tasks":
-            key = {
-                "video_set_id": v(row, "video_set_id", int),
-                "paramset_idx": v(row, "paramset_idx", int),
-                "training_id": v(row, "training_id", int),
-            }
-            c.require(
-                row,
-                p.train.VideoSet,
-                {"video_set_id": key["video_set_id"]},
-                "video_set_id",
-                "add it to training_videosets.csv",
-            )
-            c.require(
-                row,
-                p.train.TrainingParamSet,
-                {"paramset_idx": key["paramset_idx"]},
-                "paramset_idx",
-                "add it to training_params",
-            )
-            c.add(
-                row,
-                p.train.TrainingTask,
-                {
-                    **key,
-                    "project_path": c.relative_path(row, "project_path"),
-                    "model_prefix": v(row, "model_prefix", required=False, default=""),
-                },
-                list(key),
-            )
-        elif kind == "models":
-            _check_model(row, c)
-        elif kind == "pose_tasks":
-            key = {
-                "subject": v(row, "subject"),
-                "session_datetime": v(row, "session_datetime", dt.datetime),
-                "recording_id": v(row, "recording_id", int),
-                "model_name": v(row, "model_name"),
-            }
-            rec = {k: key[k] for k in ("subject", "session_datetime", "recording_id")}
-            c.require(row, p.model.VideoRecording, rec, "recording_id", "add it to recordings.csv")
-            c.require(
-                row, p.model.Model, {"model_name": key["model_name"]}, "model_name", "add it to models.csv"
-            )
-            mode = v(row, "task_mode", required=False, default="trigger")
-            if mode not in ("load", "trigger"):
-                c.problems.append(
-                    Problem(row.file, row.line, "task_mode", f"{mode!r} is not 'load' or 'trigger'")
-                )
-            out = v(row, "output_dir", required=False, default="")
-            if out:
-                out = _processed_relative(row, out, c)
-            c.add(
-                row,
-                p.model.PoseEstimationTask,
-                {
-                    **key,
-                    "task_mode": mode,
-                    "pose_estimation_output_dir": out or "",
-                    "pose_estimation_params": v(row, "params", dict, required=False),
-                },
-                list(key),
-            )
-        elif kind == "postprocess_tasks":
-            key = {
-                "subject": v(row, "subject"),
-                "session_datetime": v(row, "session_datetime", dt.datetime),
-                "recording_id": v(row, "recording_id", int),
-                "model_name": v(row, "model_name"),
-            }
-            c.require(row, p.model.PoseEstimationTask, key, "model_name", "add it to pose_tasks.csv")
-            idx = v(row, "pp_paramset_idx", int)
-            params_key = {"pp_paramset_idx": idx}
-            c.require(
-                row,
-                p.postprocess.PostprocessParamSet,
-                params_key,
-                "pp_paramset_idx",
-                "add it to postprocess_params",
-            )
-            c.add(row, p.postprocess.PostprocessTask, {**key, **params_key}, [*key, "pp_paramset_idx"])
+def _columns(spec: Spec) -> list[str]:
+    names = []
+    for target in spec.targets:
+        names.extend(c for c in target.columns if c not in names)
+    names.extend(c for c in spec.params if c not in names)
+    return names
 
 
-def _hashed_params(row: _Row, c: _Checker, check, table, attrs: tuple[str, str, str, str]) -> None:
-    """Plan a hashed parameter-set row: checked params, and no copy under another index."""
-    from .paramsets import params_hash
-
-    idx_attr, desc_attr, hash_attr, params_attr = attrs
-    params = c.value(row, "params", dict)
-    try:
-        params = check(params) if params is not None else None
-    except ValueError as err:
-        c.problems.append(Problem(row.file, row.line, "params", str(err)))
-        params = None
-    if params is None:
-        return
-    digest = params_hash(params)
-    idx = c.value(row, idx_attr, int)
-    other = (table & {hash_attr: digest}).keys()
-    if other and other[0][idx_attr] != idx:
-        c.problems.append(
-            Problem(
-                row.file,
-                row.line,
-                "params",
-                f"these params already exist as {idx_attr} {other[0][idx_attr]}; use that index",
-            )
-        )
-    c.add(
-        row,
-        table,
-        {idx_attr: idx, desc_attr: c.value(row, desc_attr), hash_attr: digest, params_attr: params},
-        [idx_attr],
-    )
+def _column_rule(c: _Checker, spec: Spec, column: str) -> rules.Rule | None:
+    """Return the rule of the attribute a column fills (the first target that has it)."""
+    for target in spec.targets:
+        attr = target.columns.get(column)
+        if attr is not None:
+            table = c.table(target.table)
+            if attr in table.heading.names:
+                rule = rules.rule_for(table, attr)
+                if target.when is not None or column in spec.defaults:
+                    return rules.Rule(rule.name, rule.kind, rule.length, rule.bits, rule.choices, True)
+                return rule
+    return None
 
 
-def _processed_relative(row: _Row, out: str, c: _Checker):
-    from .settings import PathOutsideRootsError, get_settings, to_relative
+def _convert(c: _Checker, spec: Spec, row: _Row) -> dict:
+    """Check and convert one row's columns; return ``{column: value}`` (None when empty)."""
+    out = {}
+    for column in _columns(spec):
+        raw = row.values.get(column)
+        empty = raw is None or (isinstance(raw, str) and raw.strip() == "")
+        if empty and column in spec.defaults:
+            raw, empty = spec.defaults[column], False
+        rule = _column_rule(c, spec, column)
+        if empty:
+            required = rule is not None and not rule.optional and column not in spec.params
+            if column in ("config_path",) or (column in spec.params and spec.hashed):
+                required = True
+            if required:
+                c.problem(row, column, "missing value")
+            out[column] = None
+            continue
+        try:
+            if column in spec.params:
+                out[column] = _params(raw)
+            elif column in spec.paths:
+                out[column] = _path(c, row, column, str(raw), spec.paths[column], rule)
+            elif rule is not None:
+                out[column] = rule.convert(raw)
+            else:
+                out[column] = rules.check_text(str(raw))
+        except (ValueError, FileNotFoundError) as err:
+            c.problem(row, column, str(err))
+            out[column] = None
+    return out
 
-    root = get_settings().processed_data_dir
-    try:
-        return to_relative(out if Path(out).is_absolute() else root / out, roots=(root,))
-    except PathOutsideRootsError as err:
-        c.problems.append(Problem(row.file, row.line, "output_dir", str(err)))
-        return None
+
+def _params(raw) -> dict:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict):
+        raise ValueError(f"{raw!r} is not a JSON object (CSV) or a mapping (YAML)")
+    return value
 
 
-def _check_video(row: _Row, path: str, c: _Checker) -> None:
-    from .settings import find_full_path
+def _path(c: _Checker, row: _Row, column: str, raw: str, kind: str, rule: rules.Rule | None) -> str:
+    from .settings import find_full_path, get_settings, to_relative
     from .video import VideoError, probe
 
+    rules.check_text(raw)
+    if kind == "processed":
+        root = get_settings().processed_data_dir
+        rel = to_relative(raw if Path(raw).is_absolute() else root / raw, roots=(root,))
+    else:
+        rel = to_relative(raw) if Path(raw).is_absolute() else Path(raw).as_posix()
+        full = find_full_path(rel)
+        if kind == "video":
+            try:
+                probe(full)
+            except VideoError as err:
+                raise ValueError(str(err)) from None
+    if rule is not None and rule.length is not None:
+        rules.check_text(rel, rule.length)
+    return rel
+
+
+def _check_file(kind: str, rows: list[_Row], c: _Checker) -> None:
+    spec = SPECS[kind]
+    expected = _columns(spec)
+
+    def unknown_columns(row: _Row, names) -> None:
+        for name in names:
+            if name in expected:
+                continue
+            close = difflib.get_close_matches(name, expected, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            c.problem(row, name or "(empty)", f"unknown column; {hint}{kind} has {', '.join(expected)}")
+
+    for row in rows:
+        header = row.values.get("__header__")
+        if header is not None:  # a CSV's first line: its columns, once
+            unknown_columns(row, header)
+            for name in sorted({h for h in header if header.count(h) > 1}):
+                c.problem(row, name, "this column appears twice")
+            continue
+        if row.file.lower().endswith(".csv"):
+            extra = row.values.pop("", None)
+            if extra:
+                c.problem(row, "", f"this line has {len(extra)} more field(s) than the header: {extra}")
+        else:
+            unknown_columns(row, list(row.values))
+        values = _convert(c, spec, row)
+        if spec.hashed:
+            _hashed_params(c, row, spec, values)
+        elif spec.model:
+            _check_model(c, row, values)
+        else:
+            _plan_targets(c, row, spec, values)
+
+
+def _plan_targets(c: _Checker, row: _Row, spec: Spec, values: dict) -> None:
+    targets = [t for t in spec.targets if t.when is None or values.get(t.when) is not None]
+    same_row = {c.table(t.table).__name__ for t in targets}
+    for target in targets:
+        table = c.table(target.table)
+        record = {
+            attr: values[col] for col, attr in target.columns.items() if attr and values.get(col) is not None
+        }
+        c.references(row, table, record, same_row - {table.__name__})
+        if all(record.get(k) is not None for k in table.primary_key):
+            c.add(row, table, record)
+
+
+def _hashed_params(c: _Checker, row: _Row, spec: Spec, values: dict) -> None:
+    """Plan a hashed parameter-set row: checked params, and no copy under another index."""
+    from .paramsets import params_hash
+    from .poses import check_postprocess_params
+    from .train import check_training_params
+
+    table_name, (idx_attr, desc_attr, hash_attr, params_attr) = spec.hashed
+    table = c.table(table_name)
+    check = check_training_params if idx_attr == "paramset_idx" else check_postprocess_params
+    params = values.get("params")
+    if params is None:
+        return
     try:
-        probe(find_full_path(path))
-    except VideoError as err:
-        c.problems.append(Problem(row.file, row.line, "file_path", str(err)))
+        params = check(params)
+    except ValueError as err:
+        c.problem(row, "params", str(err))
+        return
+    digest = params_hash(params)
+    idx = values.get(idx_attr)
+    other = (table & {hash_attr: digest}).keys()
+    if other and other[0][idx_attr] != idx:
+        c.problem(
+            row, "params", f"these params already exist as {idx_attr} {other[0][idx_attr]}; use that index"
+        )
+    if idx is not None and values.get(desc_attr) is not None:
+        c.add(
+            row, table, {idx_attr: idx, desc_attr: values[desc_attr], hash_attr: digest, params_attr: params}
+        )
 
 
-def _check_model(row: _Row, c: _Checker) -> None:
+def _check_model(c: _Checker, row: _Row, values: dict) -> None:
     import datajoint as dj
 
     from .dlc import DLCConfigError
     from .settings import find_full_path
 
-    v = c.value
-    name = v(row, "model_name")
-    config = c.relative_path(row, "config_path")
+    model = c.p.model.Model
+    c.references(row, model, {"paramset_idx": values.get("paramset_idx")}, set())
+    name, config = values.get("model_name"), values.get("config_path")
     args = {
-        "shuffle": v(row, "shuffle", int),
-        "trainingsetindex": v(row, "trainingsetindex", int),
-        "paramset_idx": v(row, "paramset_idx", int, required=False),
-        "model_description": v(row, "model_description", required=False, default=""),
-        "model_prefix": v(row, "model_prefix", required=False, default=""),
-        "params": v(row, "params", dict, required=False),
+        "shuffle": values.get("shuffle"),
+        "trainingsetindex": values.get("trainingsetindex"),
+        "paramset_idx": values.get("paramset_idx"),
+        "model_description": values.get("model_description") or "",
+        "model_prefix": values.get("model_prefix") or "",
+        "params": values.get("params"),
     }
-    if args["paramset_idx"] is not None:
-        c.require(
-            row,
-            c.p.train.TrainingParamSet,
-            {"paramset_idx": args["paramset_idx"]},
-            "paramset_idx",
-            "add it to training_params",
-        )
     if None in (name, config, args["shuffle"], args["trainingsetindex"]):
         return
-    existing = (c.p.model.Model & {"model_name": name}).to_dicts()
+    existing = (model & {"model_name": name}).to_dicts()
     if existing:
         old = existing[0]
         project = Path(config).parent.as_posix() if Path(config).suffix in (".yaml", ".yml") else config
@@ -517,14 +613,12 @@ def _check_model(row: _Row, c: _Checker) -> None:
         ):
             c.plan.skipped += 1
         else:
-            c.problems.append(
-                Problem(row.file, row.line, "model_name", f"model {name!r} exists with other content")
-            )
+            c.problem(row, "model_name", f"model {name!r} exists with other content")
         return
     try:
-        built = c.p.model.Model.build_model(name, find_full_path(config), **args)
+        built = model.build_model(name, find_full_path(config), **args)
     except (DLCConfigError, dj.errors.DuplicateError, ValueError, FileNotFoundError) as err:
-        c.problems.append(Problem(row.file, row.line, "config_path", str(err)))
+        c.problem(row, "config_path", str(err))
         return
     c.planned[("Model", (name,))] = built[0]
     c.plan.models.append(built)
@@ -546,10 +640,10 @@ def plan(path: str | Path) -> Plan:
         if kind in files:
             try:
                 rows = read_rows(files[kind])
-            except (ValueError, yaml.YAMLError, csv.Error, UnicodeDecodeError) as err:
+            except (ValueError, yaml.YAMLError, csv.Error) as err:
                 checker.problems.append(Problem(files[kind].name, 0, "", f"cannot be read: {err}"))
                 continue
-            _check(kind, rows, checker)
+            _check_file(kind, rows, checker)
     if checker.problems:
         raise IngestError(checker.problems)
     return checker.plan

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import platformdirs
+
+from .errors import ConfigurationError, InputError
 
 ENV_VARS = {
     "prefix": "WORKFLOW_DLC_PREFIX",
@@ -45,9 +48,13 @@ ENV_VARS = {
 }
 CONFIG_SECTION = "workflow_deeplabcut"
 DATABASE_MODES = ("auto", "embedded", "server")
+#: A schema prefix: lowercase letters, digits and underscores, starting with a letter (PostgreSQL
+#: folds unquoted names to lowercase and MySQL's are case-sensitive on Linux, so only these are
+#: the same name everywhere). The longest schema name appended is 11 characters.
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,50}$")
 
 
-class PathOutsideRootsError(ValueError):
+class PathOutsideRootsError(InputError):
     """A path resolves outside every configured data root."""
 
 
@@ -90,9 +97,9 @@ def _config_file_section() -> dict:
     try:
         section = json.loads(Path(path).read_text()).get(CONFIG_SECTION, {})
     except (OSError, ValueError) as err:
-        raise ValueError(f"Cannot read the '{CONFIG_SECTION}' section of {path}: {err}") from err
+        raise ConfigurationError(f"Cannot read the '{CONFIG_SECTION}' section of {path}: {err}") from err
     if not isinstance(section, dict):
-        raise ValueError(f"'{CONFIG_SECTION}' in {path} must be a JSON object, not {section!r}")
+        raise ConfigurationError(f"'{CONFIG_SECTION}' in {path} must be a JSON object, not {section!r}")
     return section
 
 
@@ -123,18 +130,40 @@ def load_settings() -> Settings:
     processed = _paths(raw.get("processed_data_dir", home / "processed"))[0]
     database = str(raw.get("database", "auto")).lower()
     if database not in DATABASE_MODES:
-        raise ValueError(
+        raise ConfigurationError(
             f"Unknown database mode {database!r} (from {sources.get('database')}); "
             f"use one of {', '.join(DATABASE_MODES)}."
         )
+    prefix = str(raw.get("prefix", "workflow_dlc_"))
+    check_prefix(prefix, sources.get("prefix", "the default"))
     return Settings(
-        prefix=str(raw.get("prefix", "workflow_dlc_")),
+        prefix=prefix,
         root_data_dirs=_paths(raw.get("root_data_dirs", home / "data")),
         processed_data_dir=processed,
         store_dir=_paths(raw.get("store_dir", processed / "datajoint-store"))[0],
         embedded_dir=_paths(raw.get("embedded_dir", home / "pgdata"))[0],
         database=database,
         sources=sources,
+    )
+
+
+def check_prefix(prefix: str, source: str = "") -> None:
+    """Refuse a schema prefix that is not the same name on every backend.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the prefix, where it came from and a prefix that works.
+    """
+    if PREFIX_PATTERN.match(prefix) and not prefix.startswith("pg_"):
+        return
+    suggestion = re.sub(r"[^a-z0-9_]", "_", prefix.lower()).lstrip("_0123456789") or "workflow_dlc_"
+    if suggestion.startswith("pg_"):
+        suggestion = "lab_" + suggestion
+    raise ConfigurationError(
+        f"Schema prefix {prefix!r}{f' (from {source})' if source else ''} is not usable: use lowercase "
+        "letters, digits and underscores, starting with a letter, at most 51 characters, not "
+        f"starting with 'pg_' (PostgreSQL folds capitals and reserves pg_). Try {suggestion[:51]!r}."
     )
 
 
@@ -168,14 +197,20 @@ def configure(**values) -> Settings:
     global _cached
     unknown = set(values) - set(ENV_VARS)
     if unknown:
-        raise ValueError(f"Unknown setting(s) {sorted(unknown)}; known: {sorted(ENV_VARS)}")
+        raise ConfigurationError(f"Unknown setting(s) {sorted(unknown)}; known: {sorted(ENV_VARS)}")
+    previous = dict(_overrides)
     for name, value in values.items():
         if value is None:
             _overrides.pop(name, None)
         else:
             _overrides[name] = value
     _cached = None
-    return get_settings()
+    try:
+        return get_settings()
+    except ConfigurationError:
+        _overrides.clear()
+        _overrides.update(previous)  # a refused value leaves the settings as they were
+        raise
 
 
 def _within(path: Path, root: Path) -> bool:
@@ -269,5 +304,6 @@ __all__ = [
     "find_full_path",
     "to_relative",
     "with_prefix",
+    "check_prefix",
     "data_home",
 ]
