@@ -46,7 +46,15 @@ BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
 collect_ignore = (
     []
     if BACKEND == "embedded"
-    else ["test_backends.py", "test_database.py", "test_openfield.py", "test_cli.py", "test_notebooks.py"]
+    else [
+        "test_backends.py",
+        "test_database.py",
+        "test_embedded_private.py",
+        "test_faults.py",  # it starts its own MariaDB and PostgreSQL servers
+        "test_openfield.py",
+        "test_cli.py",
+        "test_notebooks.py",
+    ]
 )
 
 #: Small, fast, offline DeepLabCut training (see shared notes: resnet10t, no crop sampling).

@@ -9,6 +9,8 @@ import pytest
 from pynwb import NWBHDF5IO
 
 from workflow_deeplabcut import imports, nwb, poses, synthetic
+from workflow_deeplabcut.errors import PoseFileError
+from workflow_deeplabcut.rows import load_array
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +69,16 @@ def test_export_reads_back_with_the_same_values(pipeline, noisy, session_key, cl
         assert video.device.name == "cam0"
         for r in (model.PoseEstimation.BodyPartPosition & noisy["key"]).to_dicts():
             series = pe.pose_estimation_series[r["body_part"]]
-            np.testing.assert_array_equal(series.data[:, 0], model._load(r["x_pos"]))
-            np.testing.assert_array_equal(series.data[:, 1], model._load(r["y_pos"]))
-            np.testing.assert_array_equal(series.confidence[:], model._load(r["likelihood"]))
+            np.testing.assert_array_equal(series.data[:, 0], load_array(r["x_pos"]))
+            np.testing.assert_array_equal(series.data[:, 1], load_array(r["y_pos"]))
+            np.testing.assert_array_equal(series.confidence[:], load_array(r["likelihood"]))
             assert series.rate == pytest.approx(30.0) and series.unit == "pixels"
         clean = behavior[f"noisy_recording1_postprocess{cleaned_idx}"]
         for r in (pp.CleanedTrajectory.BodyPart & noisy["key"] & {"pp_paramset_idx": cleaned_idx}).to_dicts():
             series = clean.pose_estimation_series[r["body_part"]]
             assert series.unit == "centimeters"
-            np.testing.assert_array_equal(series.data[:, 0], model._load(r["x_pos"]))
-            np.testing.assert_array_equal(series.data[:, 1], model._load(r["y_pos"]))
+            np.testing.assert_array_equal(series.data[:, 0], load_array(r["x_pos"]))
+            np.testing.assert_array_equal(series.data[:, 1], load_array(r["y_pos"]))
         assert '"px_per_cm": 10.0' in clean.description
 
 
@@ -105,9 +107,7 @@ def test_export_refuses_bad_requests(pipeline, session_key, exported, workdir, n
 def _arrays(pipeline, key):
     rows = (pipeline.model.PoseEstimation.BodyPartPosition & key).to_dicts()
     return {
-        r["body_part"]: np.column_stack(
-            [pipeline.model._load(r[a]) for a in ("x_pos", "y_pos", "likelihood")]
-        )
+        r["body_part"]: np.column_stack([load_array(r[a]) for a in ("x_pos", "y_pos", "likelihood")])
         for r in rows
     }
 
@@ -145,7 +145,7 @@ def test_import_sleap_and_lightning_pose(pipeline, noisy, raw_root, software, na
             }
             for p in synthetic.BODY_PARTS
         },
-        fps=30.0,
+        30.0,
     )
     path = raw_root / "external" / software / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def test_bad_imports_write_nothing(pipeline, noisy, raw_root, new_session, camer
         imports.import_pose_file(noisy["h5"], "DeepLabCut", _recording(pipeline, noisy), "noisy")
     with pytest.raises(ValueError, match="Unknown pose software 'DLC'"):
         imports.import_pose_file(short, "DLC", recording, "x")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(PoseFileError, match="does not exist"):
         imports.import_pose_file(raw_root / "bad" / "missing.h5", "DeepLabCut", recording, "x")
     not_pose = raw_root / "bad" / "table.csv"
     pd.DataFrame({"a": [1, 2]}).to_csv(not_pose)
@@ -249,7 +249,7 @@ def test_multi_animal_import_postprocess_and_export(
             }
     path = raw_root / "external" / "two.analysis.h5"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_poses.to_sleap_analysis_file(poses.to_dataset(positions, fps=30.0), path)
+    save_poses.to_sleap_analysis_file(poses.to_dataset(positions, 30.0), path)
     session_key = new_session("two")
     rec = model.VideoRecording.insert_recording(session_key, 1, camera, [noisy["video"]])
     key = imports.import_pose_file(path, "SLEAP", rec, "sleap-two")
@@ -257,7 +257,7 @@ def test_multi_animal_import_postprocess_and_export(
     assert {(r["individual"], r["body_part"]) for r in rows} == set(positions)
     for r in rows:
         np.testing.assert_allclose(
-            model._load(r["x_pos"]), positions[(r["individual"], r["body_part"])]["x_pos"], atol=1e-4
+            load_array(r["x_pos"]), positions[(r["individual"], r["body_part"])]["x_pos"], atol=1e-4
         )
     traj = model.PoseEstimation.get_trajectory(key)
     assert traj.columns.names == ["scorer", "individuals", "bodyparts", "coords"]

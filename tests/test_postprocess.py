@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from workflow_deeplabcut import poses, synthetic
+from workflow_deeplabcut.rows import load_array
 
 PX_PER_CM = 10.0
 PARAMS = {
@@ -47,7 +48,7 @@ def test_counts_of_each_cleaning_step(pipeline, noisy, cleaned):
         # Every isolated frame is filled; the 15-frame gap is longer than max_gap (10) and stays.
         assert row["n_interpolated"] == n_low - len(corruption.long_gap)
         assert row["n_missing"] == len(corruption.long_gap) + row["n_smoothing_removed"]
-        x = pipeline.model._load(row["x_pos"])
+        x = load_array(row["x_pos"])
         assert np.isnan(x[list(corruption.long_gap)]).all()
     master = (pipeline.postprocess.CleanedTrajectory & cleaned).fetch1()
     assert master["space_unit"] == "cm" and master["fps"] == pytest.approx(30.0)
@@ -107,9 +108,9 @@ def test_kinematics_rows_and_frames(pipeline, cleaned, noisy):
     assert len(rows) == 2
     n = noisy["spec"].n_frames
     for r in rows:
-        assert pipeline.model._load(r["velocity"]).shape == (n, 2)
-        assert pipeline.model._load(r["acceleration"]).shape == (n, 2)
-        assert pipeline.model._load(r["speed"]).shape == (n,)
+        assert load_array(r["velocity"]).shape == (n, 2)
+        assert load_array(r["acceleration"]).shape == (n, 2)
+        assert load_array(r["speed"]).shape == (n,)
         assert r["path_length"] > 0
     frame = pp.Kinematics.get_dataframe(cleaned)
     assert len(frame) == n
@@ -119,7 +120,7 @@ def test_kinematics_rows_and_frames(pipeline, cleaned, noisy):
     assert frame.attrs["space_unit"] == "cm"
     np.testing.assert_allclose(
         frame[("individual_0", "head", "speed")].to_numpy(),
-        pipeline.model._load(next(r for r in rows if r["body_part"] == "head")["speed"]),
+        load_array(next(r for r in rows if r["body_part"] == "head")["speed"]),
     )
     traj = pp.CleanedTrajectory.get_dataframe(cleaned)
     assert len(traj) == n

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import poses
+from .rows import one_key
 
 
 def import_pose_file(
@@ -48,7 +49,7 @@ def import_pose_file(
 
     to_relative(path)  # refuses a file outside the data roots before anything is written
     ds = poses.load_external(Path(path), software, **(loader_params or {}))
-    recording = model._one_key(model.VideoRecording, recording_key)
+    recording = one_key(model.VideoRecording, recording_key)
     if not model.RecordingInfo & recording:
         model.RecordingInfo.populate(recording)
     new_model = not model.Model & {"model_name": model_name}

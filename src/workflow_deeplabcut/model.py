@@ -12,6 +12,8 @@ import pandas as pd
 
 from . import dlc, lab, session, train, video  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X")
 from .database import STORE
+from .errors import InputError, PoseFileError
+from .rows import load_array, one_key, part_arrays, trajectory_frame
 from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
@@ -29,16 +31,6 @@ def _config_dict(dlc_config) -> tuple[dict, Path]:
         return dlc.read_config(path) | dlc_config, path.parent
     path = dlc.config_path_of(Path(dlc_config).expanduser().resolve())
     return dlc.read_config(path), path.parent
-
-
-def _one_key(table, key: dict) -> dict:
-    """Return the primary key of the one row of ``table`` that ``key`` matches."""
-    keys = (table & key).keys()
-    if len(keys) != 1:
-        raise ValueError(
-            f"{table.__name__} has {len(keys)} rows matching {key}; give a key that matches one."
-        )
-    return keys[0]
 
 
 @schema
@@ -80,7 +72,7 @@ class VideoRecording(dj.Manual):
         dict
             The recording's primary key.
         """
-        key = {**_one_key(session.Session, session_key), "recording_id": recording_id}
+        key = {**one_key(session.Session, session_key), "recording_id": recording_id}
         relative = [to_relative(f) if Path(f).is_absolute() else Path(f).as_posix() for f in files]
         # Probing now gives a clear error at insert rather than a failed populate later.
         video.probe_recording([find_full_path(rel) for rel in relative])
@@ -105,12 +97,14 @@ class RecordingInfo(dj.Imported):
     definition = """
     -> VideoRecording
     ---
-    px_height: int32  # frame height in pixels
-    px_width: int32  # frame width in pixels
+    px_height: int32  # frame height in pixels, as displayed (and analysed)
+    px_width: int32  # frame width in pixels, as displayed (and analysed)
     nframes: int32  # frames in all files of the recording
-    fps: float64  # frames per second (29.97 stays 29.97)
+    fps: float64  # frames per second (29.97 stays 29.97); the mean rate of a variable-rate video
     recording_datetime=null: datetime  # the container's creation time (UTC), if recorded
     recording_duration: float64  # seconds
+    rotation=0: int16  # display rotation in degrees anticlockwise (the stored frames are turned)
+    frame_times=null: <npy@workflow_dlc>  # seconds from the first frame; variable frame rate only
     """
 
     @property
@@ -119,8 +113,28 @@ class RecordingInfo(dj.Imported):
         return VideoRecording & VideoRecording.File
 
     def make(self, key):
-        """Probe the recording's files and store their combined properties."""
-        self.insert1({**key, **video.probe_recording(VideoRecording.video_paths(key))})
+        """Probe the recording's files (every frame's time) and store their combined properties."""
+        self.insert1({**key, **video.probe_recording(VideoRecording.video_paths(key), timestamps=True)})
+
+    @classmethod
+    def time_base(cls, key: dict) -> float | np.ndarray:
+        """Return the frame rate of a constant-rate recording, or every frame's time in seconds."""
+        row = (cls & one_key(cls, key)).fetch1()
+        if row["frame_times"] is not None:
+            return np.asarray(load_array(row["frame_times"]), dtype=np.float64)
+        return float(row["fps"])
+
+    @classmethod
+    def timestamps(cls, key: dict) -> np.ndarray:
+        """Return each frame's time in seconds from the first frame.
+
+        The container's presentation times for a variable-frame-rate recording, otherwise
+        ``frame / fps``.
+        """
+        row = (cls & one_key(cls, key)).fetch1()
+        if row["frame_times"] is not None:
+            return np.asarray(load_array(row["frame_times"]), dtype=np.float64)
+        return np.arange(row["nframes"]) / row["fps"]
 
 
 @schema
@@ -142,15 +156,41 @@ class BodyPart(dj.Lookup):
         return new
 
     @classmethod
-    def insert_from_config(cls, dlc_config, descriptions: list[str] | None = None) -> list[str]:
-        """Insert the new body parts of a DLC config; return them."""
-        new = cls.extract_new_body_parts(dlc_config, verbose=False)
-        descriptions = descriptions or [""] * len(new)
-        if len(descriptions) != len(new):
-            raise ValueError(f"Got {len(descriptions)} descriptions for {len(new)} new body parts {new}.")
-        cls.insert(
-            [{"body_part": b, "body_part_description": d} for b, d in zip(new, descriptions, strict=True)]
-        )
+    def insert_from_config(cls, dlc_config, descriptions: dict | list | None = None) -> list[str]:
+        """Insert the new body parts of a DLC config, with descriptions paired by name; return them.
+
+        Parameters
+        ----------
+        dlc_config : str, Path or dict
+            The project's ``config.yaml`` (or the config itself).
+        descriptions : dict or list, optional
+            ``{body_part: description}``; or a list with one description per body part of the
+            config, in the config's order. Body parts already in the table keep theirs.
+
+        Raises
+        ------
+        InputError
+            When a description names a body part the config lacks, or a list's length differs
+            from the config's body parts.
+        """
+        cfg = dlc_config if isinstance(dlc_config, dict) else dlc.read_config(dlc_config)
+        parts = dlc.body_parts(cfg)
+        if descriptions is None:
+            descriptions = {}
+        elif isinstance(descriptions, list | tuple):
+            if len(descriptions) != len(parts):
+                raise InputError(
+                    f"Got {len(descriptions)} descriptions for the config's {len(parts)} body parts {parts}; "
+                    "give one per body part in the config's order, or a dict {body_part: description}."
+                )
+            descriptions = dict(zip(parts, descriptions, strict=True))
+        unknown = sorted(set(descriptions) - set(parts))
+        if unknown:
+            raise InputError(
+                f"Descriptions name body parts {unknown} that the config lacks (it has {parts})."
+            )
+        new = cls.extract_new_body_parts(cfg, verbose=False)
+        cls.insert([{"body_part": b, "body_part_description": descriptions.get(b, "")} for b in new])
         return new
 
 
@@ -345,7 +385,7 @@ class Model(dj.Manual):
         """
         parts = sorted(set(body_parts))
         if not parts or not all(isinstance(b, str) and 0 < len(b) <= 32 for b in parts):
-            raise ValueError(f"Body parts must be names of 1 to 32 characters, got {body_parts!r}.")
+            raise InputError(f"Body parts must be names of 1 to 32 characters, got {body_parts!r}.")
         key = {"model_name": model_name}
         if cls & key:
             row = (cls & key).fetch1("engine", "task")
@@ -386,6 +426,76 @@ class Model(dj.Manual):
         BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
         cls.insert1(row)
         cls.BodyPart.insert([{"model_name": row["model_name"], "body_part": bp} for bp in parts])
+
+    @classmethod
+    def relocate(cls, model_name: str, dlc_config) -> tuple[str, str]:
+        """Point a registered model at its DeepLabCut project's new folder (it was moved or copied).
+
+        The project there must hold the same model: task, date, iteration and body parts as
+        registered, and the registered snapshot with the same scorer name.
+
+        Parameters
+        ----------
+        model_name : str
+            A registered DeepLabCut model.
+        dlc_config : str or Path
+            The project's ``config.yaml`` (or folder) at its new place, inside a data root.
+
+        Returns
+        -------
+        tuple of str
+            The old and the new ``project_path`` (relative to a root).
+
+        Raises
+        ------
+        InputError
+            When the model does not exist, is external, or the project there is another one.
+        """
+        rows = (cls & {"model_name": model_name}).to_dicts()
+        if not rows:
+            raise InputError(f"No model named {model_name!r}; `Model.keys()` lists the registered ones.")
+        row = rows[0]
+        if row["engine"] == EXTERNAL_ENGINE:
+            raise InputError(
+                f"Model {model_name!r} is external ({row['task']}): it has no project to relocate."
+            )
+        cfg, project = _config_dict(dlc_config)
+        cfg = cfg | {"project_path": str(project)}
+        registered = {"Task": row["task"], "date": row["date"], "iteration": row["iteration"]}
+        found = {"Task": cfg["Task"], "date": str(cfg["date"]), "iteration": int(cfg["iteration"])}
+        parts = sorted(r["body_part"] for r in (cls.BodyPart & {"model_name": model_name}).to_dicts())
+        differences = [
+            f"{k} {found[k]!r} (registered {registered[k]!r})"
+            for k in registered
+            if found[k] != registered[k]
+        ]
+        if sorted(dlc.body_parts(cfg)) != parts:
+            differences.append(f"body parts {sorted(dlc.body_parts(cfg))} (registered {parts})")
+        if not differences:
+            folder = dlc.model_folder(cfg, row["shuffle"], row["trainingsetindex"], row["model_prefix"])
+            snapshots = dlc.list_snapshots(folder)
+            if row["snapshotindex"] >= len(snapshots):
+                differences.append(f"no snapshot {row['snapshotindex']} in {folder}")
+            else:
+                scorer = dlc.scorer_name(
+                    cfg, row["shuffle"], row["trainingsetindex"], row["snapshotindex"], row["model_prefix"]
+                )
+                if scorer != row["scorer"]:
+                    differences.append(f"scorer {scorer!r} (registered {row['scorer']!r})")
+        if differences:
+            raise InputError(
+                f"{project} is not the project of model {model_name!r}: " + "; ".join(differences) + ". "
+                "Give the config.yaml of the moved project, or register this one as a new model."
+            )
+        new = to_relative(project)
+        cls.update1(
+            {
+                "model_name": model_name,
+                "project_path": new,
+                "config_template": row["config_template"] | {"project_path": str(project)},
+            }
+        )
+        return row["project_path"], new
 
     @classmethod
     def project_config(cls, key: dict) -> Path:
@@ -464,7 +574,7 @@ class PoseEstimationTask(dj.Manual):
         it is unique per recording and model.
         """
         key = {
-            **_one_key(session.Session, key),
+            **one_key(session.Session, key),
             "recording_id": key["recording_id"],
             "model_name": key["model_name"],
         }
@@ -518,9 +628,9 @@ class PoseEstimationTask(dj.Manual):
         dict
             The task's primary key.
         """
-        key = {**_one_key(VideoRecording, video_recording_key), "model_name": model_name}
+        key = {**one_key(VideoRecording, video_recording_key), "model_name": model_name}
         if not Model & {"model_name": model_name}:
-            raise ValueError(f"No model named {model_name!r}; register it with Model.insert_new_model.")
+            raise InputError(f"No model named {model_name!r}; register it with Model.insert_new_model.")
         root = get_settings().processed_data_dir
         if output_dir is None:
             rel = ""
@@ -536,9 +646,9 @@ class PoseEstimationTask(dj.Manual):
             except dlc.DLCOutputError:
                 task_mode = "trigger"
         if task_mode not in ("load", "trigger"):
-            raise ValueError(f"task_mode must be 'load' or 'trigger', not {task_mode!r}.")
+            raise InputError(f"task_mode must be 'load' or 'trigger', not {task_mode!r}.")
         if analyze_videos_params is not None and not isinstance(analyze_videos_params, dict):
-            raise ValueError("analyze_videos_params must be a dict of analyze_videos arguments.")
+            raise InputError("analyze_videos_params must be a dict of analyze_videos arguments.")
         cls.insert1(
             {
                 **key,
@@ -585,12 +695,12 @@ class PoseEstimationTask(dj.Manual):
         from . import poses
 
         if software not in poses.EXTERNAL_SOFTWARE:
-            raise ValueError(
+            raise PoseFileError(
                 f"Unknown pose software {software!r}; choose one of {sorted(poses.EXTERNAL_SOFTWARE)}."
             )
-        key = {**_one_key(VideoRecording, video_recording_key), "model_name": model_name}
+        key = {**one_key(VideoRecording, video_recording_key), "model_name": model_name}
         if not Model & {"model_name": model_name}:
-            raise ValueError(f"No model named {model_name!r}; register it with Model.insert_external_model.")
+            raise InputError(f"No model named {model_name!r}; register it with Model.insert_external_model.")
         full = Path(path).expanduser().resolve()
         if not full.is_file():
             raise FileNotFoundError(f"Pose file {full} does not exist.")
@@ -641,7 +751,7 @@ class PoseEstimation(dj.Computed):
         return PoseEstimationTask & RecordingInfo
 
     def make_fetch(self, key):
-        """Fetch the task, the model, the videos and the expected frame count."""
+        """Fetch the task, the model, the videos, the expected frame count and the output folder."""
         task = (PoseEstimationTask & key).fetch1()
         model = (Model & key).fetch1()
         model.pop("config_template")
@@ -649,14 +759,15 @@ class PoseEstimation(dj.Computed):
         files = sorted((VideoRecording.File & key).to_dicts(), key=lambda r: r["file_id"])
         videos = [r["file_path"] for r in files]  # relative: load mode needs only their names
         nframes = (RecordingInfo & key).fetch1("nframes")
-        return task, model, parts, videos, nframes
+        output_dir = str(PoseEstimationTask.output_dir(key))
+        return task, model, parts, videos, nframes, output_dir
 
-    def make_compute(self, key, task, model, parts, videos, nframes):
-        """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction."""
-        output_dir = PoseEstimationTask.output_dir(key)
+    def make_compute(self, key, task, model, parts, videos, nframes, output_dir):
+        """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction (no queries)."""
+        output_dir = Path(output_dir)
         source = (task["pose_estimation_params"] or {}).get("source_file")
         if source is not None:
-            return self._read_import(key, task, model, parts, nframes, output_dir)
+            return self._read_import(task, model, parts, nframes, output_dir)
         if model["engine"] == EXTERNAL_ENGINE:
             raise dlc.DLCConfigError(
                 f"Model {model['model_name']!r} is external ({model['task']}): it cannot run. Import "
@@ -704,7 +815,7 @@ class PoseEstimation(dj.Computed):
         return master, positions
 
     @staticmethod
-    def _read_import(key, task, model, parts, nframes, output_dir):
+    def _read_import(task, model, parts, nframes, output_dir):
         """Read an imported file with movement and check it against the model and recording."""
         from . import poses
 
@@ -714,12 +825,12 @@ class PoseEstimation(dj.Computed):
         positions = poses.dataset_positions(ds, dlc.SINGLE_INDIVIDUAL)
         found = sorted({b for _, b in positions})
         if found != parts:
-            raise dlc.DLCOutputError(
+            raise PoseFileError(
                 f"{path} holds body parts {found} but model {model['model_name']!r} has {parts}; "
                 "register a model with these body parts."
             )
         if ds.sizes["time"] != nframes:
-            raise dlc.DLCOutputError(
+            raise PoseFileError(
                 f"{path} has {ds.sizes['time']} frames but the recording has {nframes}: it was made "
                 "from other videos."
             )
@@ -758,7 +869,7 @@ class PoseEstimation(dj.Computed):
         """
         matches = (cls & key).keys()
         if len(matches) != 1:
-            raise ValueError(
+            raise InputError(
                 f"The key {key} matches {len(matches)} pose estimations; give one that "
                 "identifies exactly one (recording and model_name)."
             )
@@ -769,57 +880,28 @@ class PoseEstimation(dj.Computed):
             known = {r["body_part"] for r in query.keys()}
             unknown = set(wanted) - known
             if unknown:
-                raise ValueError(
+                raise InputError(
                     f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}."
                 )
             query = query & [{"body_part": b} for b in wanted]
-        rows = sorted(query.to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
-        multi = len({r["individual"] for r in rows}) > 1
-        arrays, columns = [], []
-        for row in rows:
-            coords = ["x", "y"] + (["z"] if row["z_pos"] is not None else []) + ["likelihood"]
-            for coord in coords:
-                attr = "likelihood" if coord == "likelihood" else f"{coord}_pos"
-                arrays.append(_load(row[attr]))
-                individual = (row["individual"],) if multi else ()
-                columns.append((match["model_name"], *individual, row["body_part"], coord))
-        names = ["scorer", *(["individuals"] if multi else []), "bodyparts", "coords"]
-        index = _load(rows[0]["frame_index"]) if rows else np.array([], dtype=np.int32)
-        return pd.DataFrame(
-            np.column_stack(arrays) if arrays else np.empty((len(index), 0)),
-            index=pd.Index(index, name="frame_index"),
-            columns=pd.MultiIndex.from_tuples(columns, names=names),
-        )
+        return trajectory_frame(match["model_name"], query.to_dicts())
 
     @classmethod
     def get_dataset(cls, key: dict):
         """Return one pose estimation as a movement poses dataset (xarray).
 
         ``position`` (time, space, keypoints, individuals) in pixels and ``confidence`` (the
-        likelihood); the ``time`` coordinate is in seconds at the recording's fps.
+        likelihood); the ``time`` coordinate is each frame's time in seconds
+        (:meth:`RecordingInfo.timestamps`: the container's own for a variable frame rate).
         """
         from . import poses
 
-        match = _one_key(cls, key)
-        rows = (cls.BodyPartPosition & match).to_dicts()
-        arrays = {
-            (r["individual"], r["body_part"]): {a: _load(r[a]) for a in ("x_pos", "y_pos", "likelihood")}
-            for r in rows
-        }
+        match = one_key(cls, key)
+        arrays = part_arrays((cls.BodyPartPosition & match).to_dicts())
         software = "DeepLabCut" if (Model & match).fetch1("engine") != EXTERNAL_ENGINE else "external"
-        ds = poses.to_dataset(arrays, (RecordingInfo & match).fetch1("fps"), software)
+        ds = poses.to_dataset(arrays, RecordingInfo.time_base(match), software)
         ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
         return ds
-
-
-def _load(ref) -> np.ndarray:
-    """Load an ``<npy>`` reference, memory-mapped when the store is a local folder."""
-    if isinstance(ref, np.ndarray):
-        return ref
-    try:
-        return ref.load(mmap_mode="r")
-    except (AttributeError, NotImplementedError, ValueError):
-        return np.asarray(ref)
 
 
 __all__ = [

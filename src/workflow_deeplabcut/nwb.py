@@ -21,6 +21,7 @@ Reading back: ``pynwb.NWBHDF5IO(path, "r").read()``, or movement's ``load_poses.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import json
 import os
 import re
@@ -32,11 +33,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from . import safe_io
+from .errors import InputError
+from .rows import load_array
+
 REFERENCE_FRAME = "(0, 0) is the top-left corner of the video frame; x points right, y points down"
 MODULE = "behavior"
 
 
-class NWBExportError(ValueError):
+class NWBExportError(InputError):
     """The session cannot be exported; the message says why and what to do."""
 
 
@@ -110,22 +115,29 @@ def _skeleton(ndx_pose, model_row: dict, parts: list[str], subject):
     )
 
 
-def _series(ndx_pose, row: dict, likelihood, rate: float, unit: str, description: str):
-    """One body part's ``PoseEstimationSeries`` from a part-table row (``x_pos``, ``y_pos``)."""
-    from .model import _load
+def _timing(timing) -> dict:
+    """NWB timing arguments: ``rate`` for a constant frame rate, ``timestamps`` for a variable one."""
+    if np.isscalar(timing):
+        return {"rate": float(timing), "starting_time": 0.0}
+    return {"timestamps": np.asarray(timing, dtype=float)}
 
+
+def _series(ndx_pose, row: dict, likelihood, timing, unit: str, description: str):
+    """Build one body part's ``PoseEstimationSeries`` from a part-table row (``x_pos``, ``y_pos``).
+
+    ``timing`` is the frame rate, or each frame's time in seconds (variable frame rate).
+    """
     return ndx_pose.PoseEstimationSeries(
         name=_safe(row["body_part"]),
         description=description,
         data=np.column_stack(
-            [np.asarray(_load(row["x_pos"]), float), np.asarray(_load(row["y_pos"]), float)]
+            [np.asarray(load_array(row["x_pos"]), float), np.asarray(load_array(row["y_pos"]), float)]
         ),
         unit=unit,
         reference_frame=REFERENCE_FRAME,
         confidence=np.asarray(likelihood, dtype=float),
         confidence_definition="likelihood of the estimate, from the pose estimation software",
-        rate=float(rate),
-        starting_time=0.0,
+        **_timing(timing),
     )
 
 
@@ -205,6 +217,7 @@ def export_session(
             skeletons[model_row["model_name"]] = _skeleton(ndx_pose, model_row, parts, nwbfile.subject)
         rid = est["recording_id"]
         info = (model.RecordingInfo & est).fetch1()
+        timing = info["fps"] if info["frame_times"] is None else model.RecordingInfo.timestamps(est)
         if rid not in videos:
             device_name = (model.VideoRecording & est).fetch1("device")
             if device_name not in devices:
@@ -225,7 +238,7 @@ def export_session(
                 format="external",
                 starting_frame=starts,
                 num_samples=int(info["nframes"]),
-                rate=float(info["fps"]),
+                **_timing(timing),
                 dimension=[int(info["px_width"]), int(info["px_height"])],
                 device=devices[device_name],
             )
@@ -238,14 +251,14 @@ def export_session(
         software = "DeepLabCut" if model_row["engine"] != model.EXTERNAL_ENGINE else model_row["task"]
         version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
         # Read once: the raw likelihood is also the confidence of every cleaned version.
-        likelihoods = {(r["individual"], r["body_part"]): model._load(r["likelihood"]) for r in rows}
+        likelihoods = {(r["individual"], r["body_part"]): load_array(r["likelihood"]) for r in rows}
         for ind in individuals:
             series = [
                 _series(
                     ndx_pose,
                     r,
                     likelihoods[(ind, r["body_part"])],
-                    info["fps"],
+                    timing,
                     "pixels",
                     f"{r['body_part']} estimated by {model_row['model_name']}",
                 )
@@ -276,6 +289,7 @@ def export_session(
                     ndx_pose,
                     behavior,
                     ck,
+                    timing,
                     likelihoods,
                     master["scorer"],
                     model_row,
@@ -312,7 +326,7 @@ def _nframes(video: Path) -> int:
     return video_mod.probe(video).nframes
 
 
-def _add_cleaned(ndx_pose, behavior, ck, raw, scorer, model_row, skeletons, source_video, multi):
+def _add_cleaned(ndx_pose, behavior, ck, timing, raw, scorer, model_row, skeletons, source_video, multi):
     """Add one cleaned trajectory; ``raw`` holds the estimation's likelihoods by (individual, part)."""
     from .pipeline import postprocess
 
@@ -326,7 +340,7 @@ def _add_cleaned(ndx_pose, behavior, ck, raw, scorer, model_row, skeletons, sour
                 ndx_pose,
                 r,
                 raw[(ind, r["body_part"])],
-                master["fps"],
+                timing,
                 unit,
                 (
                     f"{r['body_part']} after post-processing: {r['n_low_likelihood']} points below the "
@@ -369,9 +383,9 @@ def _training(ndx_pose, nwbfile, model_row, skeleton, path: Path, dlc, model):
     nodes = list(skeleton.nodes[:])
     sources, frames = {}, []
     for h5 in files:
-        labels = pd.read_hdf(h5)
+        labels = safe_io.read_pandas_hdf(h5)  # never pandas.read_hdf: it unpickles
         stem = h5.parent.name
-        video = next(iter(sorted((project / "videos").glob(f"{stem}.*"))), None)
+        video = next(iter(sorted((project / "videos").glob(f"{glob.escape(stem)}.*"))), None)
         if stem not in sources:
             sources[stem] = ImageSeries(
                 name=_safe(f"{model_row['model_name']}_{stem}"),

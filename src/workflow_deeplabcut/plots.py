@@ -85,14 +85,18 @@ def trajectory_plot(
 
 
 def likelihood_plot(
-    tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, fps: float, title: str, path: Path
+    tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, times, title: str, path: Path
 ) -> Path:
-    """Plot every body part's likelihood over time, with the p-cutoff as a line."""
+    """Plot every body part's likelihood over time, with the p-cutoff as a line.
+
+    ``times`` is each frame's time in seconds, or a frame rate (then ``frame / fps``).
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (label, t), colour in zip(tracks.items(), _colours(len(tracks)), strict=True):
         lk = np.asarray(t["likelihood"])
-        ax.plot(np.arange(len(lk)) / fps, lk, lw=0.6, color=colour, label=label)
+        seconds = np.arange(len(lk)) / times if np.isscalar(times) else np.asarray(times)[: len(lk)]
+        ax.plot(seconds, lk, lw=0.6, color=colour, label=label)
     ax.axhline(pcutoff, color="k", ls="--", lw=1, label=f"p-cutoff {pcutoff:g}")
     ax.set_ylim(-0.02, max(1.02, max((np.nanmax(t["likelihood"]) for t in tracks.values()), default=1)))
     ax.set_xlabel("time (s)")
@@ -189,6 +193,9 @@ def labeled_video(
                         break
                     if frame_number >= start:
                         image = frame.to_ndarray(format="rgb24")
+                        turn = int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                        if turn:  # draw on the frame as displayed (and as DeepLabCut analysed it)
+                            image = np.ascontiguousarray(np.rot90(image, k=turn // 90))
                         if stream is None:
                             stream = out.add_stream(
                                 "mpeg4", rate=fractions.Fraction(fps).limit_denominator(1001)

@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from . import safe_io
+from .errors import InputError, PoseFileError
+
 #: Post-processing parameters, their defaults and what they mean.
 POSTPROCESS_PARAMS = {
     "likelihood_threshold": (0.6, "drop points whose likelihood is below this (DeepLabCut's pcutoff)"),
@@ -38,7 +41,7 @@ EXTERNAL_SOFTWARE = {
 }
 
 
-class PostprocessParamsError(ValueError):
+class PostprocessParamsError(InputError):
     """A post-processing parameter set is invalid; the message names the key and the fix."""
 
 
@@ -142,7 +145,7 @@ def check_body_parts(params: dict, available: list[str], where: str) -> None:
 # ------------------------------------------------------------------------------ datasets
 def to_dataset(
     positions: dict[tuple[str, str], dict[str, np.ndarray]],
-    fps: float | None,
+    time: float | np.ndarray | None,
     source_software: str = "DeepLabCut",
 ) -> xr.Dataset:
     """Build a movement poses dataset from per-(individual, body part) arrays.
@@ -152,8 +155,9 @@ def to_dataset(
     positions : dict
         ``{(individual, body_part): {"x_pos", "y_pos", "likelihood"}}``; every array has one
         value per frame.
-    fps : float or None
-        Frame rate; with it the ``time`` coordinate is in seconds, without it in frames.
+    time : float, array or None
+        The frame rate (``time`` in seconds at that rate), each frame's time in seconds (a
+        variable-frame-rate recording), or None (``time`` in frames).
     source_software : str
         Recorded in the dataset's attributes.
 
@@ -176,14 +180,21 @@ def to_dataset(
         pos[:, 1, k, i] = arrays["y_pos"]
         if arrays.get("likelihood") is not None:
             conf[:, k, i] = arrays["likelihood"]
-    return load_poses.from_numpy(
+    times = None if time is None or np.isscalar(time) else np.asarray(time, dtype=np.float64)
+    if times is not None and len(times) != n:
+        raise InputError(f"{len(times)} frame times were given for {n} frames; they must match.")
+    ds = load_poses.from_numpy(
         pos,
         conf,
         individual_names=individuals,
         keypoint_names=parts,
-        fps=fps,
+        fps=None if times is not None else time,
         source_software=source_software,
     )
+    if times is not None:
+        ds = ds.assign_coords(time=times)
+        ds.attrs.update(time_unit="seconds", fps=float(1 / np.median(np.diff(times))) if n > 1 else None)
+    return ds
 
 
 def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
@@ -202,7 +213,7 @@ def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str],
         ``{(individual, body_part): {"frame_index", "x_pos", "y_pos", "z_pos", "likelihood"}}``.
     """
     if ds.sizes.get("space", 2) != 2:
-        raise ValueError("Only 2D pose data can be imported (the file holds 3D positions).")
+        raise PoseFileError("Only 2D pose data can be imported (the file holds 3D positions).")
     individuals = [str(i) for i in ds.individuals.values]
     names = [single_name] if len(individuals) == 1 else individuals
     frames = np.arange(ds.sizes["time"], dtype=np.int32)
@@ -223,7 +234,11 @@ def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str],
 
 
 def load_external(path: Path, software: str, fps: float | None = None, **kwargs) -> xr.Dataset:
-    """Read pose data made by another tool with movement's loaders.
+    """Read pose data made by another tool with movement's loaders, running no code from it.
+
+    A DeepLabCut ``.h5`` is read by :func:`~workflow_deeplabcut.safe_io.read_pandas_hdf` (not
+    ``pandas.read_hdf``, which unpickles) and handed to movement as a DataFrame; the other
+    formats go to movement's loaders, which read them with h5py, pynwb or CSV parsers.
 
     Parameters
     ----------
@@ -241,18 +256,31 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
     -------
     xarray.Dataset
         A movement poses dataset.
+
+    Raises
+    ------
+    PoseFileError
+        If the file is missing or cannot be read as ``software``'s pose data.
+    UnsafeFileError
+        If reading it would run code.
     """
-    from movement.io import load_dataset
+    from movement.io import load_dataset, load_poses
 
     if software not in EXTERNAL_SOFTWARE:
-        raise ValueError(f"Unknown pose software {software!r}; choose one of {sorted(EXTERNAL_SOFTWARE)}.")
+        raise PoseFileError(f"Unknown pose software {software!r}; choose one of {sorted(EXTERNAL_SOFTWARE)}.")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Pose file {path} does not exist.")
+        raise PoseFileError(f"Pose file {path} does not exist; check the path.")
+    if path.suffix.lower() in (".h5", ".hdf5") and software in ("DeepLabCut", "LightningPose"):
+        frame = safe_io.read_pandas_hdf(path)  # raises UnsafeFileError itself
+        try:
+            return load_poses.from_dlc_style_df(frame, fps=fps, source_software=EXTERNAL_SOFTWARE[software])
+        except (ValueError, KeyError, TypeError) as err:
+            raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
     try:
         return load_dataset(path, source_software=EXTERNAL_SOFTWARE[software], fps=fps, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path} could not be read as {software} pose data: {err}") from err
+        raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
 
 
 # ------------------------------------------------------------------------------ cleaning

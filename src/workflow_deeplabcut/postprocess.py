@@ -10,8 +10,6 @@ The computations are :mod:`workflow_deeplabcut.poses` (movement's filters and ki
 
 from __future__ import annotations
 
-import math
-
 import datajoint as dj
 import numpy as np
 import pandas as pd
@@ -19,6 +17,7 @@ import xarray as xr
 
 from . import model, poses
 from .paramsets import insert_hashed
+from .rows import load_array, nullable, one_key
 
 schema = dj.Schema()
 
@@ -103,11 +102,6 @@ class PostprocessTask(dj.Manual):
         return key
 
 
-def _nullable(value: float) -> float | None:
-    # MySQL has no NaN in DOUBLE columns: store NULL instead.
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
 @schema
 class CleanedTrajectory(dj.Computed):
     definition = """
@@ -163,22 +157,22 @@ class CleanedTrajectory(dj.Computed):
         ``position`` is the cleaned position (in ``attrs['space_unit']``), ``confidence`` the
         raw likelihood, and the ``time`` coordinate is in seconds.
         """
-        match = model._one_key(cls, key)
+        match = one_key(cls, key)
         master = (cls & match).fetch1()
         rows = (cls.BodyPart & match).to_dicts()
         raw = {
-            (r["individual"], r["body_part"]): model._load(r["likelihood"])
+            (r["individual"], r["body_part"]): load_array(r["likelihood"])
             for r in (model.PoseEstimation.BodyPartPosition & match).to_dicts()
         }
         arrays = {
             (r["individual"], r["body_part"]): {
-                "x_pos": model._load(r["x_pos"]),
-                "y_pos": model._load(r["y_pos"]),
+                "x_pos": load_array(r["x_pos"]),
+                "y_pos": load_array(r["y_pos"]),
                 "likelihood": raw[(r["individual"], r["body_part"])],
             }
             for r in rows
         }
-        ds = poses.to_dataset(arrays, master["fps"])
+        ds = poses.to_dataset(arrays, model.RecordingInfo.time_base(match))
         ds.attrs.update(space_unit=master["space_unit"], **{k: str(v) for k, v in match.items()})
         return ds
 
@@ -248,7 +242,7 @@ class Kinematics(dj.Computed):
                 "velocity": _values(kin.velocity, ind, part, ("time", "space")),
                 "speed": _values(kin.speed, ind, part, ("time",)),
                 "acceleration": _values(kin.acceleration, ind, part, ("time", "space")),
-                "path_length": _nullable(float(kin.path_length.sel(individuals=ind, keypoints=part))),
+                "path_length": nullable(float(kin.path_length.sel(individuals=ind, keypoints=part))),
             }
             for ind in kin.individuals.values
             for part in kin.keypoints.values
@@ -260,7 +254,7 @@ class Kinematics(dj.Computed):
                 "centroid": _values(kin.centroid, ind, None, ("time", "space")),
                 "centroid_speed": _values(kin.centroid_speed, ind, None, ("time",)),
                 "heading": _values(kin.heading, ind, None, ("time",)),
-                "distance": _nullable(float(kin.distance.sel(individuals=ind))),
+                "distance": nullable(float(kin.distance.sel(individuals=ind))),
             }
             for ind in kin.individuals.values
         )
@@ -268,15 +262,14 @@ class Kinematics(dj.Computed):
     @classmethod
     def get_dataset(cls, key: dict) -> xr.Dataset:
         """Return one row's kinematics as an xarray Dataset, as :func:`poses.kinematics` makes it."""
-        match = model._one_key(cls, key)
+        match = one_key(cls, key)
         master = (cls & match).fetch1()
-        fps = (CleanedTrajectory & match).fetch1("fps")
         parts = sorted((cls.BodyPart & match).to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
         inds = sorted((cls.Individual & match).to_dicts(), key=lambda r: r["individual"])
         individuals = [r["individual"] for r in inds]
         keypoints = sorted({r["body_part"] for r in parts})
-        n = len(model._load(inds[0]["centroid_speed"]))
-        time = np.arange(n) / fps
+        n = len(load_array(inds[0]["centroid_speed"]))
+        time = model.RecordingInfo.timestamps(match)
         coords = {"time": time, "space": ["x", "y"], "keypoints": keypoints, "individuals": individuals}
 
         def per_part(attr, with_space):
@@ -288,11 +281,11 @@ class Kinematics(dj.Computed):
             out = np.full(shape, np.nan)
             for r in parts:
                 k, i = keypoints.index(r["body_part"]), individuals.index(r["individual"])
-                out[..., k, i] = model._load(r[attr])
+                out[..., k, i] = load_array(r[attr])
             return out
 
         def per_individual(attr):
-            return np.stack([np.asarray(model._load(r[attr])) for r in inds], axis=-1)
+            return np.stack([np.asarray(load_array(r[attr])) for r in inds], axis=-1)
 
         ds = xr.Dataset(
             {

@@ -9,13 +9,15 @@ estimations given a ``LabeledVideoTask``.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import datajoint as dj
+import numpy as np
 
 from . import model, plots, poses
-from .postprocess import _nullable
+from .rows import load_array, nullable, tracks
 from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
@@ -74,13 +76,13 @@ class PoseQC(dj.Computed):
         parts = []
         for r in rows:
             metrics = poses.qc_metrics(
-                model._load(r["x_pos"]),
-                model._load(r["y_pos"]),
-                model._load(r["likelihood"]),
+                load_array(r["x_pos"]),
+                load_array(r["y_pos"]),
+                load_array(r["likelihood"]),
                 params["pcutoff"],
                 params["max_jump_px"],
             )
-            metrics["median_likelihood"] = _nullable(metrics["median_likelihood"])
+            metrics["median_likelihood"] = nullable(metrics["median_likelihood"])
             parts.append({**key, "individual": r["individual"], "body_part": r["body_part"], **metrics})
         worst = max(parts, key=lambda p: p["fraction_below_pcutoff"])
 
@@ -98,19 +100,7 @@ class PoseQC(dj.Computed):
 
 def _tracks(key: dict) -> dict:
     """Fetch a pose estimation's arrays, labelled by body part (and individual if several)."""
-    rows = sorted(
-        (model.PoseEstimation.BodyPartPosition & key).to_dicts(),
-        key=lambda r: (r["individual"], r["body_part"]),
-    )
-    multi = len({r["individual"] for r in rows}) > 1
-    return {
-        (f"{r['individual']}/{r['body_part']}" if multi else r["body_part"]): {
-            "x": model._load(r["x_pos"]),
-            "y": model._load(r["y_pos"]),
-            "likelihood": model._load(r["likelihood"]),
-        }
-        for r in rows
-    }
+    return tracks((model.PoseEstimation.BodyPartPosition & key).to_dicts())
 
 
 def _folder(key: dict, sub: str) -> Path:
@@ -151,7 +141,7 @@ class QCPlots(dj.Computed):
                 folder / f"{stem}_trajectory.png",
             ),
             "likelihood_plot": plots.likelihood_plot(
-                tracks, pcutoff, info["fps"], title, folder / f"{stem}_likelihood.png"
+                tracks, pcutoff, model.RecordingInfo.time_base(key), title, folder / f"{stem}_likelihood.png"
             ),
             "likelihood_histogram": plots.likelihood_histogram(
                 tracks, pcutoff, title, folder / f"{stem}_likelihood_histogram.png"
@@ -217,21 +207,27 @@ class LabeledVideo(dj.Computed):
     """
 
     def make_fetch(self, key):
-        """Fetch the drawing parameters, the recording's properties and its video files."""
+        """Fetch the drawing parameters, the recording, its video files and where the arrays are."""
         params = (LabeledVideoParams & key).fetch1()
-        info = (model.RecordingInfo & key).fetch1()
+        info = {k: v for k, v in (model.RecordingInfo & key).fetch1().items() if k in ("fps", "rotation")}
         videos = [str(p) for p in model.VideoRecording.video_paths(key)]
-        return params, info, videos
+        folder = str(_folder(key, "labeled"))
+        # The arrays' store references (their paths name their content): cheap to compare before
+        # the insert, and make_compute reads the arrays from the store, not from the database.
+        refs = sorted(
+            (model.PoseEstimation.BodyPartPosition & key).to_dicts(),
+            key=lambda r: (r["individual"], r["body_part"]),
+        )
+        return params, info, videos, folder, [_ref_row(r) for r in refs]
 
-    def make_compute(self, key, params, info, videos):
-        """Draw the video, outside any transaction (it takes a while for long recordings)."""
-        tracks = _tracks(key)  # arrays are read here, not hashed by make_fetch's check
+    def make_compute(self, key, params, info, videos, folder, refs):
+        """Draw the video, outside any transaction and without queries (it takes a while)."""
         fps = params["fps"] or info["fps"]
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(videos[0]).stem)
-        path = _folder(key, "labeled") / f"{stem}_labeled{key['labeled_video_idx']}.mp4"
+        path = Path(folder) / f"{stem}_labeled{key['labeled_video_idx']}.mp4"
         written = plots.labeled_video(
             [Path(v) for v in videos],
-            tracks,
+            tracks([_from_ref_row(r) for r in refs]),
             path,
             pcutoff=params["pcutoff"],
             start=params["start_frame"],
@@ -262,3 +258,33 @@ __all__ = [
     "LabeledVideoTask",
     "LabeledVideo",
 ]
+
+
+def _ref_row(row: dict) -> dict:
+    """Return a ``BodyPartPosition`` row with its arrays as store paths (plain, hashable data)."""
+    out = {"individual": row["individual"], "body_part": row["body_part"]}
+    for attr in ("x_pos", "y_pos", "likelihood"):
+        out[attr] = row[attr].path if hasattr(row[attr], "path") else row[attr]
+    return out
+
+
+def _from_ref_row(row: dict) -> dict:
+    """Load the arrays of a :func:`_ref_row` from the pose-array store."""
+    from .database import STORE
+
+    backend = _store_backend(STORE)
+    loaded = dict(row)
+    for attr in ("x_pos", "y_pos", "likelihood"):
+        if not isinstance(row[attr], str):
+            continue
+        if backend.protocol == "file":
+            loaded[attr] = np.load(backend._full_path(row[attr]), mmap_mode="r", allow_pickle=False)
+        else:
+            loaded[attr] = np.load(io.BytesIO(backend.get_buffer(row[attr])), allow_pickle=False)
+    return loaded
+
+
+def _store_backend(store: str):
+    from datajoint.hash_registry import get_store_backend
+
+    return get_store_backend(store, config=dj.config)

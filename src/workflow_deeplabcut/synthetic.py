@@ -98,7 +98,7 @@ def render_frames(spec: SyntheticSpec) -> np.ndarray:
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
+def write_video(path: Path, frames: np.ndarray, fps: float, times: np.ndarray | None = None) -> Path:
     """Write frames to an MP4 file with PyAV (MPEG-4 Part 2, near-lossless quality).
 
     Parameters
@@ -109,6 +109,9 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
         ``uint8`` frames of shape ``(n, height, width, 3)``.
     fps : float
         Frame rate; fractional rates such as 29.97 are kept exactly as a fraction.
+    times : numpy.ndarray, optional
+        Each frame's presentation time in seconds (a variable-frame-rate video), stored to the
+        millisecond; default ``frame / fps``.
 
     Returns
     -------
@@ -125,8 +128,13 @@ def write_video(path: Path, frames: np.ndarray, fps: float) -> Path:
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
         stream.options = {"qscale": "2"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        if times is not None:
+            stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = int(round(times[i] * 1000)), fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
