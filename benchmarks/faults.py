@@ -21,6 +21,7 @@ Run it (figures for the README / an issue):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -437,6 +438,19 @@ def full_disk(site: Site, jobs: int, frames: int, mount: Path) -> dict:
     }
 
 
+@contextlib.contextmanager
+def small_disk(folder: Path, jobs: int, frames: int):
+    """Mount a tmpfs (root only) big enough for the jobs' arrays twice over; yield its path."""
+    mount = folder / "small-disk"
+    mount.mkdir(parents=True)
+    size_mb = int(jobs * len(PARTS) * 4 * frames * 8 * 2 / 2**20) + 4
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
 def make_server(backend: str, folder: Path):
     return PrivatePostgres(folder) if backend == "postgres" else PrivateMariaDB(folder)
 
@@ -478,19 +492,10 @@ def main() -> None:
                     }
                 )
                 if os.geteuid() == 0:
-                    mount = Path(tmp) / "small-disk"
-                    mount.mkdir()
-                    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
-                    try:
+                    jobs = max(args.jobs // 4, 4)
+                    with small_disk(Path(tmp), jobs, args.frames) as mount:
                         site = Site(server, Path(tmp) / "d", store=mount / "store")
-                        results.append(
-                            {
-                                "backend": backend,
-                                **full_disk(site, max(args.jobs // 4, 4), args.frames, mount),
-                            }
-                        )
-                    finally:
-                        subprocess.run(["umount", str(mount)], check=False)
+                        results.append({"backend": backend, **full_disk(site, jobs, args.frames, mount)})
             finally:
                 server.stop()
     columns = [

@@ -8,7 +8,6 @@ nothing is stuck, and no orphaned file remains after ``gc``.
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -79,14 +78,9 @@ def test_a_full_disk_is_retried_then_recovered(server, tmp_path):
         if IN_CI:
             pytest.fail("CI runs as root; mounting the small disk needs root")
         pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
-    try:
+    with faults.small_disk(tmp_path, jobs=4, frames=20_000) as mount:
         site = _site(server, tmp_path, store=mount / "store")
         result = faults.full_disk(site, jobs=4, frames=20_000, mount=mount)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
     assert result["failed_while_full"] >= 1, _explain(site, result)
     assert result["all_transient"] and result["attempts_while_full"] == [2], _explain(site, result)
     assert result["workers_exit_1_while_full"], _explain(site, result)
