@@ -87,3 +87,42 @@ def test_a_full_disk_is_retried_then_recovered(server, tmp_path):
     assert result["retry_exit"] == 0 and result["crashed_workers"] == 0, _explain(site, result)
     assert result["done"] == result["jobs"] == 4
     assert _figures(result) == CLEAN, _explain(site, result)
+
+
+REUSED_ID = """
+import datetime as dt, json, platform, subprocess, sys, uuid
+import datajoint as dj
+from workflow_deeplabcut import database, processing
+from workflow_deeplabcut.pipeline import jobs, model
+
+table = model.PoseEstimation
+processing.ensure_job_tables({"PoseEstimation": table})
+key = (table.key_source - table).keys()[0]
+dead = subprocess.Popen([sys.executable, "-c", "pass"]); dead.wait()  # a pid that is gone
+conn = dj.conn()
+now, started = database.server_times()
+# A worker that reserved this job before the server (re)started, then died; its connection id
+# is now the id of a live connection (ours), as MariaDB hands out ids again after a restart.
+jobs.Worker.insert1({"worker_token": uuid.uuid4().hex, "host": platform.node(), "pid": dead.pid,
+    "started": started - dt.timedelta(seconds=30), "heartbeat": started - dt.timedelta(seconds=20),
+    "state": "running"})
+table.jobs.insert1({**key, "status": "reserved", "priority": 5, "host": platform.node(), "pid": dead.pid,
+    "connection_id": conn.connection_id, "reserved_time": started - dt.timedelta(seconds=10)})
+live = conn.connection_id in database.live_connections()
+recovered = processing.recover_orphans(["PoseEstimation"], heartbeat_timeout=3)
+print(json.dumps({"id_is_live": live, "recovered": recovered,
+                  "pending": len(table.jobs.pending & key), "reserved": len(table.jobs.reserved & key)}))
+"""
+
+
+def test_a_reused_connection_id_does_not_hide_a_dead_worker(server, tmp_path):
+    """After a restart a dead worker's connection id may belong to someone else: its heartbeat decides."""
+    import json
+    import time
+
+    site = _site(server, tmp_path)
+    site.seed(1, 100)
+    time.sleep(3.5)  # the server has been up longer than the heartbeat timeout: no grace period
+    seen = json.loads(site.python(REUSED_ID).splitlines()[-1])
+    assert seen["id_is_live"]  # by connection id alone the reservation looked alive
+    assert seen == {"id_is_live": True, "recovered": 1, "pending": 1, "reserved": 0}
