@@ -294,8 +294,7 @@ class WorkerSession:
             if not table.jobs.is_declared:
                 continue
             for job in (table.jobs.reserved & {"host": self.host, "pid": self.pid}).to_dicts():
-                _repend(table.jobs, {k: job[k] for k in table.primary_key})
-                released += 1
+                released += _repend(table.jobs, job)
         return released
 
 
@@ -311,14 +310,35 @@ def _new_connection() -> dj.Connection:
     )
 
 
-def _repend(jobs, key: dict, delay: float = 0.0) -> None:
+def _repend(jobs, job: dict, delay: float = 0.0) -> bool:
+    """Put one job back to pending, if its row is still the one seen (a full job row).
+
+    Workers recover and retry concurrently: the row is replaced only when it still has the
+    status, owner and times that were read, so a job another worker has already put back (and
+    perhaps reserved again) is left alone. Returns whether this call put it back.
+    """
+    key = {k: job[k] for k in jobs.primary_key}
+    seen = {k: job[k] for k in ("status", "host", "pid", "connection_id", "reserved_time") if k in job}
     priority = jobs.connection._config.jobs.default_priority
     row = {**key, "status": "pending", "priority": priority}
     if delay > 0:
         row["scheduled_time"] = database.server_times()[0] + dt.timedelta(seconds=delay)
     with jobs.connection.transaction:
-        (jobs & key).delete_quick()
+        if not (jobs & key & _unchanged(seen)).delete_quick(get_count=True):
+            return False
         jobs.insert1(row)
+    return True
+
+
+def _unchanged(seen: dict):
+    """Restrict to rows that still have the seen values (NULL as NULL)."""
+    conditions = []
+    for name, value in seen.items():
+        if value is None:
+            conditions.append(f"{name} IS NULL")
+        else:
+            conditions.append({name: value})
+    return dj.AndList(conditions)
 
 
 def recover_orphans(
@@ -374,8 +394,7 @@ def recover_orphans(
                     gone, why = not alive, "the server restarted and its worker's heartbeat is stale"
                 else:
                     gone, why = int(job["connection_id"] or 0) not in live, "its worker's connection is gone"
-                if gone:
-                    _repend(table.jobs, key)
+                if gone and _repend(table.jobs, job):
                     recovered += 1
                     logger.warning("Recovered %s of %s (%s)", key, table.__name__, why)
         if not grace:
@@ -402,8 +421,7 @@ def release_interrupted(tables: list[str] | None = None) -> int:
             continue
         for job in (jobs.errors & {"host": host, "pid": pid}).to_dicts():
             if job["error_message"].startswith(INTERRUPTED):
-                _repend(jobs, {k: job[k] for k in table.primary_key})
-                released += 1
+                released += _repend(jobs, job)
     return released
 
 
@@ -481,8 +499,9 @@ def retry(
             done = attempts(name, key) - 1
             if max_retries is not None and done >= max_retries:
                 continue
+            if not _repend(table.jobs, job, delay * 2**done):
+                continue  # another worker put it back first
             _count_attempt(name, key, message)
-            _repend(table.jobs, key, delay * 2**done)
             count += 1
             logger.warning("Retrying %s of %s (attempt %d): %s", key, name, done + 2, message[:200])
     return count
@@ -572,8 +591,9 @@ def _run_table(name, table, restriction, reserve, display_progress, max_calls, m
             break
         for key, message in again:
             if reserve:
-                _count_attempt(name, key, message)
-                _repend(table.jobs, {k: key[k] for k in table.primary_key})
+                job = (table.jobs & {k: key[k] for k in table.primary_key}).to_dicts()
+                if job and _repend(table.jobs, job[0]):
+                    _count_attempt(name, key, message)
         logger.warning("%s: %d transient error(s); trying again (attempt %d)", name, len(again), attempt + 2)
         time.sleep(RETRY_DELAY * 2**attempt)
         restrictions = [[key for key, _ in again]]
