@@ -341,7 +341,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.plan = Plan()
         self.planned: dict = {}  # (table name, key tuple) -> row, for cross-file references
-        self.by_full_name = {t.full_table_name: t for t in _tables(pipeline)}
+        self.by_full_name = pipeline.tables()
         self.feeds = {}  # table class name -> the file that fills it
         for kind, spec in SPECS.items():
             for target in spec.targets:
@@ -398,22 +398,6 @@ class _Checker:
             feed = self.feeds.get(parent.__name__)
             fix = f"add it to {feed}.csv" if feed else "insert it first"
             self.problem(row, list(info["attr_map"])[-1], f"unknown {parent.__name__} {key}; {fix}")
-
-
-def _tables(pipeline) -> list:
-    found = []
-    for module in pipeline.SCHEMAS.values():
-        for value in vars(module).values():
-            if (
-                isinstance(value, type)
-                and getattr(value, "database", None)
-                and hasattr(value, "full_table_name")
-            ):
-                found.append(value)
-                found.extend(
-                    p for p in vars(value).values() if isinstance(p, type) and hasattr(p, "full_table_name")
-                )
-    return found
 
 
 def _norm(value):

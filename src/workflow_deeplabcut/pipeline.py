@@ -35,6 +35,35 @@ def activate() -> database.Target:
     return target
 
 
+def tables() -> dict:
+    """Return every table class of the pipeline (parts included), by its full table name."""
+    found = {}
+    for module in SCHEMAS.values():
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and getattr(value, "database", None)
+                and hasattr(value, "full_table_name")
+            ):
+                found[value.full_table_name] = value
+                for part in vars(value).values():
+                    if isinstance(part, type) and hasattr(part, "full_table_name"):
+                        found[part.full_table_name] = part
+    return found
+
+
 target = activate()
 
-__all__ = ["lab", "subject", "session", "train", "model", "postprocess", "qc", "jobs", "activate", "target"]
+__all__ = [
+    "lab",
+    "subject",
+    "session",
+    "train",
+    "model",
+    "postprocess",
+    "qc",
+    "jobs",
+    "activate",
+    "tables",
+    "target",
+]

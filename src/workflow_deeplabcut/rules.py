@@ -178,26 +178,13 @@ def _declared_type(table, name: str) -> str:
 
 def _origin_table(table, lineage: str):
     """Find the table a lineage ``schema.table.attribute`` names, among the pipeline's tables."""
+    from .pipeline import tables
+
     database, table_name, _ = lineage.rsplit(".", 2)
-    for candidate in _all_tables(table.connection):
+    for candidate in tables().values():
         if candidate.database == database and candidate.table_name == table_name:
             return candidate
     return None
-
-
-def _all_tables(connection):
-    from . import pipeline  # noqa: F401  (the schemas are activated)
-    from .pipeline import SCHEMAS
-
-    found = []
-    for module in SCHEMAS.values():
-        for value in vars(module).values():
-            if isinstance(value, type) and hasattr(value, "table_name") and getattr(value, "database", None):
-                found.append(value)
-                found.extend(
-                    p for p in vars(value).values() if isinstance(p, type) and hasattr(p, "table_name")
-                )
-    return found
 
 
 def rule_for(table, name: str) -> Rule:
