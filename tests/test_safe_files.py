@@ -67,17 +67,26 @@ def test_the_payloads_are_real(tmp_path):
     assert (tmp_path / "m3").exists()
 
 
+def load_task_with_outputs(pipeline, session, camera, video, model_name, seed):
+    """A load-mode task whose output folder holds DeepLabCut-layout outputs; returns (recording, key, h5)."""
+    model = pipeline.model
+    rec = model.VideoRecording.insert_recording(session, 1, camera, [video])
+    model.RecordingInfo.populate(rec)
+    key = {**rec, "model_name": model_name}
+    folder = model.PoseEstimationTask.infer_output_dir(key, mkdir=True)
+    h5 = synthetic.write_dlc_outputs(folder, "synthetic", list(synthetic.BODY_PARTS), 300, seed=seed)
+    return rec, key, h5
+
+
 @pytest.mark.parametrize("craft", [craft_h5_attribute, craft_h5_object_rows])
 def test_crafted_h5_is_refused_in_load_mode(
     pipeline, new_session, camera, synthetic_video, model_name, tmp_path, craft
 ):
     model = pipeline.model
     marker = tmp_path / "marker"
-    rec = model.VideoRecording.insert_recording(new_session("evilh5"), 1, camera, [synthetic_video])
-    model.RecordingInfo.populate(rec)
-    key = {**rec, "model_name": model_name}
-    folder = model.PoseEstimationTask.infer_output_dir(key, mkdir=True)
-    h5 = synthetic.write_dlc_outputs(folder, "synthetic", list(synthetic.BODY_PARTS), 300, seed=1)
+    rec, key, h5 = load_task_with_outputs(
+        pipeline, new_session("evilh5"), camera, synthetic_video, model_name, 1
+    )
     craft(h5, marker)
     model.PoseEstimationTask.generate(rec, model_name, task_mode="load")
     result = model.PoseEstimation.populate(key, suppress_errors=True)
@@ -90,11 +99,9 @@ def test_crafted_h5_is_refused_in_load_mode(
 def test_crafted_meta_pickle_is_refused(pipeline, new_session, camera, synthetic_video, model_name, tmp_path):
     model = pipeline.model
     marker = tmp_path / "marker"
-    rec = model.VideoRecording.insert_recording(new_session("evilmeta"), 1, camera, [synthetic_video])
-    model.RecordingInfo.populate(rec)
-    key = {**rec, "model_name": model_name}
-    folder = model.PoseEstimationTask.infer_output_dir(key, mkdir=True)
-    h5 = synthetic.write_dlc_outputs(folder, "synthetic", list(synthetic.BODY_PARTS), 300, seed=2)
+    rec, key, h5 = load_task_with_outputs(
+        pipeline, new_session("evilmeta"), camera, synthetic_video, model_name, 2
+    )
     meta = h5.with_name(h5.stem + "_meta.pickle")
     meta.write_bytes(pickle.dumps({"data": {"fps": 30.0, "Scorer": Payload(marker)}}))
     model.PoseEstimationTask.generate(rec, model_name, task_mode="load")

@@ -147,11 +147,8 @@ def check_restriction(tables: dict, restriction: dict | None) -> dict | None:
                 f"No selected table has the attribute {name!r} (restriction {name}={value}); "
                 f"known attributes: {sorted(known)}."
             )
-        table, attr = known[name]
-        try:
-            typed[name] = rules.rule_for(table.key_source, attr).convert(value)
-        except ValueError as err:
-            raise InputError(f"{name}={value!r}: {err}.") from None
+        table, _ = known[name]
+        typed.update(rules.check_key(table.key_source, {name: value}))
     return typed
 
 
