@@ -177,6 +177,8 @@ class Site:
             WORKFLOW_DLC_RECONNECT_FOR="180",
             MPLBACKEND="Agg",
         )
+        if os.environ.get("WORKFLOW_DLC_DEBUG"):
+            env["WORKFLOW_DLC_DEBUG"] = os.environ["WORKFLOW_DLC_DEBUG"]  # tracebacks of failing workers
         env.update(extra)
         return env
 
@@ -346,6 +348,24 @@ def restarts(site: Site, jobs: int, frames: int, restarts: int, workers: int = 3
     }
 
 
+def late_server(site: Site, jobs: int, frames: int, workers: int = 2, down: float = 4.0) -> dict:
+    """Workers start while the server is down; they wait for it, then do the work."""
+    site.seed(jobs, frames)
+    site.server.stop()
+    for _ in range(workers):
+        site.start_worker()
+    time.sleep(down)
+    site.server.start()
+    codes = wait_all(site)
+    waited = sum("database connection lost" in err for _, _, err in site.logs)
+    return {
+        "scenario": "workers started while the server is down",
+        "workers_that_waited": waited,
+        "crashed_workers": sum(c != 0 for c in codes),
+        **site.check(),
+    }
+
+
 def _array_count(site: Site) -> int:
     return sum(1 for _ in site.store.rglob("*.npy"))
 
@@ -489,6 +509,12 @@ def main() -> None:
                     {
                         "backend": backend,
                         **simultaneous(Site(server, Path(tmp) / "c"), args.jobs, args.frames),
+                    }
+                )
+                results.append(
+                    {
+                        "backend": backend,
+                        **late_server(Site(server, Path(tmp) / "e"), args.jobs // 4, args.frames),
                     }
                 )
                 if os.geteuid() == 0:

@@ -73,6 +73,14 @@ def test_eight_workers_start_together_on_a_fresh_prefix(server, tmp_path):
     assert _figures(result) == CLEAN, _explain(site, result)
 
 
+def test_workers_wait_for_a_server_that_is_down(server, tmp_path):
+    site = _site(server, tmp_path)
+    result = faults.late_server(site, jobs=4, frames=5_000)
+    assert result["workers_that_waited"] == 2 and result["crashed_workers"] == 0, _explain(site, result)
+    assert result["done"] == result["jobs"] == 4
+    assert _figures(result) == CLEAN, _explain(site, result)
+
+
 def test_a_full_disk_is_retried_then_recovered(server, tmp_path):
     if os.geteuid() != 0:
         if IN_CI:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import traceback
 from pathlib import Path
 
 import click
@@ -50,7 +51,9 @@ def _one_line(err: Exception) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     if isinstance(err, WorkflowError | ValueError | FileNotFoundError):
         return text
-    return f"{type(err).__name__}: {text} (run with --debug for the traceback)"
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(err).__name__}: {text}{where} (run with --debug for the traceback)"
 
 
 def _guarded(func):

@@ -30,8 +30,14 @@ def activate() -> database.Target:
     if pending:
         with database.declaration_lock():
             for name, module in pending:
-                database.create_schema(with_prefix(name))
-                module.schema.activate(with_prefix(name))
+                try:
+                    database.create_schema(with_prefix(name))
+                    module.schema.activate(with_prefix(name))
+                except BaseException:
+                    # A schema activated halfway (the server went away) has unbound tables:
+                    # forget it, so that importing again activates it whole.
+                    module.schema.database = None
+                    raise
     return target
 
 
