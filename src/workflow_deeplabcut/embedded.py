@@ -103,15 +103,25 @@ def _namespace_ids() -> tuple[int, int]:
         return entry.pw_uid, entry.pw_gid
 
 
-def _enter_user_namespace(inside_uid: int, inside_gid: int) -> None:
-    """In a child before ``exec``: become ``inside_uid`` in a new user namespace (root stays root outside)."""
-    libc = ctypes.CDLL(None, use_errno=True)
+def _enter_user_namespace(libc, inside_uid: int, inside_gid: int) -> None:
+    """In a child before ``exec``: become ``inside_uid`` in a new user namespace (root stays root outside).
+
+    Only system calls here (the C library is loaded by the parent): a forked child must not
+    take locks that another thread of the parent may have held.
+    """
     if libc.unshare(_CLONE_NEWUSER) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
-    Path("/proc/self/setgroups").write_text("deny")
-    Path("/proc/self/uid_map").write_text(f"{inside_uid} 0 1")
-    Path("/proc/self/gid_map").write_text(f"{inside_gid} 0 1")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{inside_uid} 0 1"),
+        ("gid_map", f"{inside_gid} 0 1"),
+    ):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
 
 def _run(tool: str, args: list[str], version: int | None, **kwargs) -> subprocess.CompletedProcess:
@@ -120,9 +130,10 @@ def _run(tool: str, args: list[str], version: int | None, **kwargs) -> subproces
     preexec = None
     if os.geteuid() == 0:
         inside = _namespace_ids()
+        libc = ctypes.CDLL(None, use_errno=True)
 
         def preexec():
-            _enter_user_namespace(*inside)
+            _enter_user_namespace(libc, *inside)
 
     try:
         return subprocess.run(
