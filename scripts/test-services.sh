@@ -34,4 +34,8 @@ if ! command -v dot >/dev/null; then
   echo "installing Graphviz (the diagram tests draw SVG and PNG)"
   apt_install graphviz || echo "Graphviz could not be installed; diagrams fall back to Mermaid"
 fi
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+  echo "installing SLURM and munge (tests/test_slurm.py starts a one-node cluster)"
+  apt_install slurm-wlm munge || echo "SLURM could not be installed; tests/test_slurm.py will fail in CI"
+fi
 echo "database servers: PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306 answer"

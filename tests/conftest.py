@@ -44,7 +44,7 @@ BACKEND = os.environ.get("WORKFLOW_DLC_TEST_BACKEND", "embedded")
 # The server runs skip what is about the embedded database only, the slow real-data example
 # (it exercises DeepLabCut, not the backend) and the runner of the server runs itself.
 collect_ignore = (
-    []
+    ["test_slurm.py"]  # SLURM workers use the MariaDB server, as on a cluster: that run only
     if BACKEND == "embedded"
     else [
         "test_backends.py",
@@ -54,6 +54,7 @@ collect_ignore = (
         "test_openfield.py",
         "test_cli.py",
         "test_notebooks.py",
+        *(["test_slurm.py"] if BACKEND != "mariadb" else []),
     ]
 )
 

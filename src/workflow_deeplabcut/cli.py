@@ -269,6 +269,12 @@ def worker(
         None, help="Seconds without a heartbeat before a worker counts as gone [default: 60]."
     ),
     max_retries: int = RetriesOption,
+    work: str = typer.Option(
+        "auto",
+        "--work",
+        help="Which jobs: auto, all, cpu (no GPU work) or gpu (GPU work first) [auto: gpu with a "
+        "GPU, else all, or cpu when gpu_only is set].",
+    ),
 ) -> None:
     """Process jobs with DataJoint's job reservation until stopped (one per cluster node).
 
@@ -293,9 +299,14 @@ def worker(
         orphan_timeout=orphan_timeout,
         heartbeat_timeout=processing.HEARTBEAT_TIMEOUT if heartbeat_timeout is None else heartbeat_timeout,
         max_retries=processing.MAX_RETRIES if max_retries is None else max_retries,
+        work=work,
         report=lambda m: errors.print(m, highlight=False, soft_wrap=True),
     )
-    console.print(f"worker finished: {result.done} job(s) done, {result.failed} failed")
+    console.print(
+        f"worker finished: {result.done} job(s) done ({result.by_work['gpu']} GPU work, "
+        f"{result.by_work['cpu']} CPU work; took {result.work} work), {result.failed} failed",
+        highlight=False,
+    )
     if result.failed:
         raise typer.Exit(1)
 
@@ -309,13 +320,14 @@ def status(
 
     Example: workflow-deeplabcut status --json
     """
-    from . import processing
+    from . import processing, slurm
 
     _pipeline()
     rows = processing.status(tables)
     alive = processing.workers()
+    cluster = slurm.jobs_status()
     if as_json:
-        print(json.dumps({"tables": rows, "workers": alive}, indent=1, default=str))
+        print(json.dumps({"tables": rows, "workers": alive, "slurm": cluster}, indent=1, default=str))
         return
     table = Table(title="status")
     for column in ("table", "done", "pending", "reserved", "errors"):
@@ -332,11 +344,28 @@ def status(
                 highlight=False,
                 soft_wrap=True,
             )
+    for row in rows:
+        for held in row["reserved_by"]:
+            where = (
+                f"SLURM job {held['slurm_job']}" if held["slurm_job"] else f"{held['host']} pid {held['pid']}"
+            )
+            console.print(
+                f"{row['table']} {held['key']} reserved by {where}", highlight=False, soft_wrap=True
+            )
     for w in alive:
+        slurm_job = f", SLURM job {w['slurm_job']}" if w["slurm_job"] else ""
         console.print(
-            f"worker {w['worker']} on {w['host']} pid {w['pid']}: "
+            f"worker {w['worker']} on {w['host']} pid {w['pid']} ({w['work']} work{slurm_job}): "
             f"last heartbeat {w['heartbeat_age_s']} s ago",
             highlight=False,
+        )
+    for job in cluster:
+        counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(job["counts"].items()))
+        console.print(
+            f"SLURM job {job['job']} ({job['workers']} {job['work']} worker(s), partition "
+            f"{job['partition']}, submitted {job['submitted'][:19]}): {counts or 'no state yet'}",
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -355,6 +384,101 @@ def retry(
     _pipeline()
     count = processing.retry(tables, parse_key(key) or None, transient_only=transient_only)
     console.print(f"{count} failed job(s) put back to pending")
+
+
+@command()
+def submit(
+    workers: int = typer.Option(
+        1, "--workers", "-n", min=0, help="CPU workers (all work without --gpu-workers)."
+    ),
+    gpu_workers: int = typer.Option(
+        0, "--gpu-workers", min=0, help="GPU workers (GPU work first, then the rest)."
+    ),
+    gpus_per_worker: int = typer.Option(
+        1, "--gpus-per-worker", min=1, help="GPUs of each GPU worker (--gres)."
+    ),
+    partition: str = typer.Option(None, "--partition", "-p", help="Partition [default: the cluster's]."),
+    gpu_partition: str = typer.Option(
+        None, "--gpu-partition", help="Partition of GPU workers [--partition]."
+    ),
+    time: str = typer.Option(None, "--time", help="Time limit of each worker, e.g. 4:00:00."),
+    cpus: int = typer.Option(None, "--cpus", min=1, help="CPUs of each worker (--cpus-per-task)."),
+    mem: str = typer.Option(None, "--mem", help="Memory of each worker, e.g. 16G."),
+    tables: list[str] = TablesOption,
+    key: list[str] = KeyOption,
+    sbatch: list[str] = typer.Option(None, "--sbatch", help="Extra sbatch option, e.g. --sbatch=--qos=long."),
+    assume_shared: bool = typer.Option(
+        False, "--assume-shared", help="Data folders and the environment are the same paths on every node."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the sbatch script(s); submit nothing."),
+) -> None:
+    """Submit SLURM job arrays of workers (`worker --once`) for the pending work.
+
+    With --gpu-workers, two arrays: GPU workers (--gres=gpu:N) and CPU workers that never take
+    GPU work. Settings' slurm_options are added to every script. Refused before anything is
+    submitted: no SLURM here, an unknown partition, a database or folders that workers on
+    other nodes could not reach.
+
+    Example: workflow-deeplabcut submit --workers 8 --gpu-workers 2 --time 8:00:00 --mem 16G
+    """
+    from . import slurm
+
+    request = slurm.Request(
+        workers=workers,
+        gpu_workers=gpu_workers,
+        gpus_per_worker=gpus_per_worker,
+        partition=partition,
+        gpu_partition=gpu_partition,
+        time=time,
+        cpus=cpus,
+        mem=mem,
+        tables=list(tables or []),
+        restriction=parse_key(key),
+        options=list(sbatch or []),
+        assume_shared=assume_shared,
+    )
+    arrays = slurm.submit(request, dry_run=dry_run)
+    if dry_run:
+        for array in arrays:
+            typer.echo(f"# {array['path']} ({array['pending']} ready job(s) of its class)")
+            typer.echo(array["script"])
+        return
+    if all(a["job_id"] is None for a in arrays):
+        console.print("nothing to do: no job is ready; nothing submitted")
+        return
+    for array in arrays:
+        console.print(
+            f"submitted job array {array['job_id']}: {array['count']} {array['work']} worker(s) on "
+            f"partition {array['partition']}; logs {array['log']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@command()
+def cancel(
+    job_ids: list[int] = typer.Argument(None, help="Job ids [default: every unfinished submission]."),
+    wait: float = typer.Option(60.0, help="Seconds to wait for the workers to stop."),
+) -> None:
+    """Cancel the pipeline's SLURM workers; their reservations go back to pending.
+
+    Example: workflow-deeplabcut cancel 1234
+    """
+    from . import slurm
+
+    _pipeline()
+    result = slurm.cancel(list(job_ids or []), wait=wait)
+    if not result["cancelled"]:
+        console.print("no unfinished submission to cancel")
+        return
+    console.print(
+        f"cancelled SLURM job(s) {', '.join(map(str, result['cancelled']))}; "
+        f"{result['recovered']} reservation(s) of killed workers put back to pending",
+        highlight=False,
+    )
+    if result["still_running"]:
+        errors.print(f"still running after {wait:g} s: {', '.join(result['still_running'])}", highlight=False)
+        raise typer.Exit(1)
 
 
 @command(name="gc")

@@ -12,6 +12,7 @@ class                      cause
 :class:`ConfigurationError` settings: roots, prefix, the database to use (also a ``ValueError``)
 :class:`DeepLabCutError`   a DeepLabCut project, run or output (also a ``ValueError``)
 :class:`DatabaseError`     the database cannot be reached or started (also a ``ConnectionError``)
+:class:`SchedulerError`    the cluster's scheduler (SLURM) refused or failed a command
 =========================  =====================================================================
 
 The command line prints one line per error (``Error: <message>``) and shows a traceback only
@@ -49,7 +50,12 @@ class DatabaseError(WorkflowError, ConnectionError):
     """The database cannot be reached, started or used."""
 
 
+class SchedulerError(WorkflowError, RuntimeError):
+    """A command of the cluster's scheduler (SLURM) failed."""
+
+
 __all__ = [
+    "SchedulerError",
     "WorkflowError",
     "InputError",
     "UnsafeFileError",

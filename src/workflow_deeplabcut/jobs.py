@@ -9,6 +9,11 @@ connection id). These two tables add what recovery and retries need beyond that:
   reservations still have a living owner.
 - :class:`JobAttempt`: how many times a job failed and was put back (automatically for
   transient causes, or by ``workflow-deeplabcut retry``), shown by ``status``.
+- :class:`WorkerContext`: what kind of work a worker takes (``cpu``, ``gpu`` or ``all``), the
+  GPUs it was given and, under SLURM, its job, so ``status`` can say which job holds which
+  reservation.
+- :class:`Submission`: the SLURM job arrays of workers that ``workflow-deeplabcut submit``
+  submitted, with the last state seen of their tasks.
 """
 
 from __future__ import annotations
@@ -50,6 +55,42 @@ class JobAttempt(dj.Manual):
     """
 
 
+@schema
+class WorkerContext(dj.Manual):
+    definition = """
+    # where a worker runs and what it takes (one row per jobs.Worker row, same token)
+    worker_token: char(32)
+    ---
+    work: enum('all', 'cpu', 'gpu')  # cpu: no GPU work; gpu: GPU work first, then the rest
+    gpus="": varchar(255)  # the GPUs it may use (CUDA_VISIBLE_DEVICES), empty: none
+    slurm_cluster="": varchar(64)
+    slurm_job="": varchar(64)  # e.g. 1234_5 (array job 1234, task 5); empty outside SLURM
+    """
+
+
+@schema
+class Submission(dj.Manual):
+    definition = """
+    # a SLURM job array of workers submitted by `workflow-deeplabcut submit`
+    slurm_cluster: varchar(64)
+    slurm_job_id: int64  # the array's job id
+    ---
+    submitted: datetime(3)  # server time
+    submitted_by: varchar(255)  # user@host
+    work: enum('all', 'cpu', 'gpu')
+    workers: int32  # array tasks
+    gpus_per_worker: int32
+    partition: varchar(255)
+    time_limit="": varchar(32)
+    tables="": varchar(1000)  # --table options (empty: every table)
+    restriction="": varchar(2047)  # --key options, as JSON
+    script: varchar(1023)  # the sbatch script's path
+    log: varchar(1023)  # where each task writes its output (a file name pattern of sbatch)
+    states="": varchar(2047)  # last states seen, as JSON {task: state}
+    finished: bool  # every task has ended
+    """
+
+
 def key_hash(key: dict) -> str:
     """Return the MD5 of a primary key's canonical JSON (dates as ISO text)."""
     return hashlib.md5(key_text(key).encode()).hexdigest()
@@ -64,4 +105,4 @@ def key_text(key: dict) -> str:
     )
 
 
-__all__ = ["schema", "Worker", "JobAttempt", "key_hash", "key_text"]
+__all__ = ["schema", "Worker", "JobAttempt", "WorkerContext", "Submission", "key_hash", "key_text"]

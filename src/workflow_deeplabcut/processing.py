@@ -20,6 +20,13 @@ What keeps a fleet of workers going (each piece has a test in ``tests/test_fault
 - **Starting together.** Job tables are declared under a server-side lock.
 - **Stopping.** SIGTERM or SIGINT aborts the job in progress (its insert is one transaction, so
   nothing is half-written) and puts it back to ``pending``.
+
+Workers come in three classes (:data:`WORK_CLASSES`): ``gpu`` workers take GPU work (training,
+evaluation, trigger-mode inference: :func:`gpu_parts`) first and the rest when none is left;
+``cpu`` workers never take GPU work; ``all`` workers take everything in dependency order. By
+default (``auto``) a worker with a GPU (``CUDA_VISIBLE_DEVICES``, which SLURM sets for
+``--gres=gpu``) is a ``gpu`` worker, and one without is ``all``, or ``cpu`` when the setting
+``gpu_only`` says GPU work needs a GPU.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datajoint as dj
 
@@ -79,6 +87,10 @@ TRANSIENT = re.compile(
 )
 
 
+#: What a worker may take: ``auto`` resolves to one of the others (:func:`resolve_work`).
+WORK_CLASSES = ("auto", "all", "cpu", "gpu")
+
+
 def is_transient(message: str) -> bool:
     """Return True when a job's error message has a cause that may pass (see :data:`TRANSIENT`)."""
     return bool(TRANSIENT.search(message or ""))
@@ -100,6 +112,90 @@ def computed_tables() -> dict:
         "QCPlots": qc.QCPlots,
         "LabeledVideo": qc.LabeledVideo,
     }
+
+
+def gpu_parts() -> dict:
+    """Return the GPU work of the pipeline: table name → restriction (None: the whole table).
+
+    Training and evaluation run the network on every image; trigger-mode pose estimation runs
+    it on every frame. Load-mode estimation, post-processing, QC and NWB need no GPU.
+    """
+    return {"ModelTraining": None, "ModelEvaluation": None, "PoseEstimation": "task_mode = 'trigger'"}
+
+
+def work_items(selected: dict) -> list[tuple]:
+    """Split the selected tables into (name, table, restriction, class) items, in dependency order.
+
+    ``class`` is ``gpu`` or ``cpu``; a table with both (``PoseEstimation``) gives two items.
+    """
+    items = []
+    for name, table in selected.items():
+        part = gpu_parts().get(name, "")
+        if part is None:
+            items.append((name, table, None, "gpu"))
+        elif part:
+            items.append((name, table, part, "gpu"))
+            items.append((name, table, f"NOT ({part})", "cpu"))
+        else:
+            items.append((name, table, None, "cpu"))
+    return items
+
+
+def visible_gpus() -> list[str]:
+    """Return the GPUs this process may use.
+
+    ``CUDA_VISIBLE_DEVICES`` when it is set (SLURM sets it to the GPUs of ``--gres=gpu``, and
+    PyTorch then sees only those), otherwise the GPUs the NVIDIA driver lists. No CUDA library
+    is loaded.
+    """
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is not None:
+        ids = [v.strip() for v in value.split(",") if v.strip()]
+        return [] if not ids or ids == ["-1"] or "NoDevFiles" in value else ids
+    driver = Path("/proc/driver/nvidia/gpus")
+    return sorted(p.name for p in driver.iterdir()) if driver.is_dir() else []
+
+
+def resolve_work(work: str = "auto") -> str:
+    """Return the class of work a worker takes (``all``, ``cpu`` or ``gpu``; see the module doc).
+
+    Raises
+    ------
+    InputError
+        For a class not in :data:`WORK_CLASSES`.
+    """
+    from .settings import get_settings
+
+    if work not in WORK_CLASSES:
+        raise InputError(f"Unknown class of work {work!r}; choose from {', '.join(WORK_CLASSES)}.")
+    if work != "auto":
+        return work
+    if visible_gpus():
+        return "gpu"
+    return "cpu" if get_settings().gpu_only else "all"
+
+
+def pending_work(tables: list[str] | None = None, restriction: dict | None = None) -> dict:
+    """Count the keys ready to compute (inputs present, not done, not failed) by class of work.
+
+    Returns
+    -------
+    dict
+        ``{"gpu": n, "cpu": m}``.
+    """
+    selected = select_tables(tables)
+    typed = check_restriction(selected, restriction)
+    counts = {"gpu": 0, "cpu": 0}
+    for _name, table, part, kind in work_items(selected):
+        todo = table.key_source
+        for condition in (typed, part):
+            if condition:
+                todo = todo & condition
+        todo = todo - table
+        if table.jobs.is_declared:  # the job table's keys have another lineage than the table's
+            todo = todo.restrict(dj.Not(table.jobs.errors.proj()), semantic_check=False)
+        counts[kind] += len(todo)
+    return counts
 
 
 def select_tables(names: list[str] | None = None) -> dict:
@@ -211,10 +307,17 @@ class WorkerSession:
     connection of its own, renews the row every ``timeout / 6`` seconds and reconnects by itself.
     """
 
-    def __init__(self, tables: list[str] | None = None, heartbeat_timeout: float = HEARTBEAT_TIMEOUT):
+    def __init__(
+        self,
+        tables: list[str] | None = None,
+        heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        work: str = "all",
+    ):
         from .pipeline import jobs
 
         self.Worker = jobs.Worker
+        self.Context = jobs.WorkerContext
+        self.work = work
         self.token = uuid.uuid4().hex
         self.host = platform.node()
         self.pid = os.getpid()
@@ -232,10 +335,14 @@ class WorkerSession:
     def _register(self) -> None:
         now, _ = database.server_times()
         conn = database.connect()
-        (
+        old = (
             self.Worker
             & f"state != 'running' AND heartbeat < '{now - dt.timedelta(days=7):%Y-%m-%d %H:%M:%S}'"
-        ).delete_quick()
+        )
+        tokens = old.keys()
+        if tokens:
+            (self.Context & tokens).delete_quick()
+            old.delete_quick()
         self.Worker.insert1(
             {
                 "worker_token": self.token,
@@ -248,6 +355,9 @@ class WorkerSession:
                 "tables": self.tables[:1000],
             },
             skip_duplicates=True,  # registering again after a lost connection
+        )
+        self.Context.insert1(
+            {"worker_token": self.token, "work": self.work, **placement()}, skip_duplicates=True
         )
 
     def __exit__(self, *exc) -> None:
@@ -293,6 +403,19 @@ class WorkerSession:
             for job in (table.jobs.reserved & {"host": self.host, "pid": self.pid}).to_dicts():
                 released += _repend(table.jobs, job)
         return released
+
+
+def placement() -> dict:
+    """Return this process's GPUs and, under SLURM, its cluster and job (``1234_5`` for array tasks)."""
+    env = os.environ
+    job = env.get("SLURM_JOB_ID", "")
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return {
+        "gpus": ",".join(visible_gpus())[:255],
+        "slurm_cluster": env.get("SLURM_CLUSTER_NAME", "")[:64] if job else "",
+        "slurm_job": job[:64],
+    }
 
 
 def _new_connection() -> dj.Connection:
@@ -606,6 +729,7 @@ def status(tables: list[str] | None = None) -> list[dict]:
     with its message and how many times it failed (``attempts``).
     """
     rows = []
+    owners = _owners()
     for name, table in select_tables(tables).items():
         todo = table.key_source - table
         jobs = table.jobs
@@ -634,6 +758,7 @@ def status(tables: list[str] | None = None) -> list[dict]:
                         "host": job["host"],
                         "pid": job["pid"],
                         "since": _plain(job["reserved_time"]),
+                        **owners.get((job["host"], job["pid"]), {"worker": "", "slurm_job": ""}),
                     }
                     for job in reserved
                 ],
@@ -644,21 +769,37 @@ def status(tables: list[str] | None = None) -> list[dict]:
 
 
 def workers() -> list[dict]:
-    """Return the registered workers that run now (host, pid, start, seconds since the heartbeat)."""
+    """Return the registered workers that run now.
+
+    Each with its host, pid, start, seconds since its heartbeat, tables, class of work, GPUs
+    and SLURM job (empty outside SLURM).
+    """
     from .pipeline import jobs as jobs_schema
 
     now, _ = database.server_times()
-    return [
-        {
-            "worker": w["worker_token"][:8],
-            "host": w["host"],
-            "pid": w["pid"],
-            "started": _plain(w["started"]),
-            "heartbeat_age_s": round((now - w["heartbeat"]).total_seconds(), 1),
-            "tables": w["tables"] or "all",
-        }
-        for w in (jobs_schema.Worker & "state = 'running'").to_dicts()
-    ]
+    contexts = {c["worker_token"]: c for c in jobs_schema.WorkerContext.to_dicts()}
+    rows = []
+    for w in (jobs_schema.Worker & "state = 'running'").to_dicts():
+        context = contexts.get(w["worker_token"], {})
+        rows.append(
+            {
+                "worker": w["worker_token"][:8],
+                "host": w["host"],
+                "pid": w["pid"],
+                "started": _plain(w["started"]),
+                "heartbeat_age_s": round((now - w["heartbeat"]).total_seconds(), 1),
+                "tables": w["tables"] or "all",
+                "work": context.get("work", "all"),
+                "gpus": context.get("gpus", ""),
+                "slurm_job": context.get("slurm_job", ""),
+            }
+        )
+    return rows
+
+
+def _owners() -> dict:
+    """Map (host, pid) of each running worker to its short token and SLURM job."""
+    return {(w["host"], w["pid"]): {"worker": w["worker"], "slurm_job": w["slurm_job"]} for w in workers()}
 
 
 def _plain(value):
@@ -674,6 +815,8 @@ class WorkerResult:
     failed: int = 0  # jobs left in error by this worker (after automatic retries)
     recovered: int = 0
     interrupted: bool = False
+    work: str = "all"  # the class of work it took (see resolve_work)
+    by_work: dict = field(default_factory=lambda: {"gpu": 0, "cpu": 0})  # jobs done, by class
 
 
 def worker(
@@ -687,6 +830,7 @@ def worker(
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
     max_retries: int = MAX_RETRIES,
     retry_delay: float = RETRY_DELAY,
+    work: str = "auto",
     report=None,
 ) -> WorkerResult:
     """Process jobs until stopped: the loop a cluster node runs.
@@ -715,6 +859,11 @@ def worker(
         Seconds without a heartbeat after which a worker counts as gone (after a server restart).
     max_retries, retry_delay
         Automatic retries of transient failures.
+    work : str
+        Which class of work to take: ``auto`` (default), ``all``, ``cpu`` or ``gpu`` (see the
+        module docstring). A ``cpu`` or ``gpu`` worker with ``once`` also waits while other
+        workers hold reservations, or (``cpu``) while GPU work is left for a running GPU
+        worker, since their results may make new work for it.
     report : callable, optional
         Called with a message after each round.
 
@@ -725,7 +874,11 @@ def worker(
     say = report or (lambda message: None)
     selected = select_tables(tables)
     typed = with_reconnect(lambda: check_restriction(selected, restriction), say=say)
-    result = WorkerResult()
+    result = WorkerResult(work=resolve_work(work))
+    gpus = visible_gpus()
+    say(f"worker: takes {result.work} work; GPUs: {','.join(gpus) if gpus else 'none'}")
+    if result.work == "gpu" and not gpus:
+        say("worker: no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA driver): GPU work runs on the CPU")
 
     def stop(signum, frame):
         raise SystemExit(f"signal {signum}")  # DataJoint records it as "SystemExit: ..."
@@ -733,7 +886,7 @@ def worker(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with_reconnect(lambda: ensure_job_tables(selected), say=say)
-        with WorkerSession(tables, heartbeat_timeout) as me:
+        with WorkerSession(tables, heartbeat_timeout, result.work) as me:
             with_reconnect(lambda: me.release_own(selected), say=say)
             while True:
                 worked, waiting = with_reconnect(
@@ -750,6 +903,10 @@ def worker(
                     on_reconnect=lambda: me.release_own(selected),
                     say=say,
                 )
+                if not worked and once and not waiting and result.work != "all":
+                    waiting = with_reconnect(
+                        lambda: _work_may_come(selected, typed, result.work, me, heartbeat_timeout), say=say
+                    ) and min(sleep, 10.0)
                 say(
                     f"round: {worked} job(s) processed, {result.recovered} recovered, "
                     f"{result.done} done in all"
@@ -774,26 +931,62 @@ def worker(
 def _round(
     selected, restriction, result, max_jobs, orphan_timeout, heartbeat_timeout, max_retries, retry_delay
 ):
-    """Recover, retry transient failures, populate; return (jobs processed, seconds to the next retry)."""
+    """Recover, retry transient failures, populate; return (jobs processed, seconds to the next retry).
+
+    A ``gpu`` worker makes a first pass over GPU work only and, when it found none, a second
+    over everything; a ``cpu`` worker passes over CPU work only; an ``all`` worker over all.
+    """
     names = list(selected)
     result.recovered += recover_orphans(names, orphan_timeout, heartbeat_timeout)
     retry(names, restriction, transient_only=True, max_retries=max_retries, delay=retry_delay)
-    restrictions = [restriction] if restriction else []
+    items = work_items(selected)
+    passes = {
+        "all": [items],
+        "cpu": [[i for i in items if i[3] == "cpu"]],
+        "gpu": [[i for i in items if i[3] == "gpu"], items],
+    }[result.work]
     worked = 0
-    for table in selected.values():
-        remaining = None if max_jobs is None else max_jobs - result.done
-        if remaining is not None and remaining <= 0:
+    for chosen in passes:
+        for _name, table, part, kind in chosen:
+            remaining = None if max_jobs is None else max_jobs - result.done
+            if remaining is not None and remaining <= 0:
+                break
+            out = table.populate(
+                *[r for r in (restriction, part) if r],
+                reserve_jobs=True,
+                suppress_errors=True,
+                display_progress=False,
+                max_calls=remaining,
+            )
+            result.done += out["success_count"]
+            result.by_work[kind] += out["success_count"]
+            worked += out["success_count"] + len(out["error_list"])
+        if worked:
             break
-        out = table.populate(
-            *restrictions,
-            reserve_jobs=True,
-            suppress_errors=True,
-            display_progress=False,
-            max_calls=remaining,
-        )
-        result.done += out["success_count"]
-        worked += out["success_count"] + len(out["error_list"])
     return worked, _next_scheduled(selected)
+
+
+def _work_may_come(selected, restriction, work, me, heartbeat_timeout) -> bool:
+    """Whether a ``cpu``/``gpu`` worker that found nothing should wait rather than stop.
+
+    It waits while another worker holds a reservation (its result may be input to more work),
+    and a ``cpu`` worker also while GPU work is ready and a GPU-capable worker is running.
+    """
+    from .pipeline import jobs as jobs_schema
+
+    for table in selected.values():
+        if table.jobs.is_declared:
+            held = table.jobs.reserved & restriction if restriction else table.jobs.reserved
+            if any((j["host"], j["pid"]) != (me.host, me.pid) for j in held.to_dicts()):
+                return True
+    if work != "cpu":
+        return False
+    now, _ = database.server_times()
+    fresh = f"heartbeat >= '{now - dt.timedelta(seconds=heartbeat_timeout):%Y-%m-%d %H:%M:%S.%f}'"
+    capable = {c["worker_token"] for c in (jobs_schema.WorkerContext & "work in ('gpu', 'all')").to_dicts()}
+    running = (jobs_schema.Worker & "state = 'running'" & fresh).to_dicts()
+    gpu_worker = any(w["worker_token"] in capable for w in running if w["worker_token"] != me.token)
+    return gpu_worker and pending_work(list(selected), restriction)["gpu"] > 0
 
 
 def _next_scheduled(selected) -> float | None:

@@ -19,6 +19,12 @@ setting                environment variable             default
                                                         configured (``DJ_HOST`` or a host in
                                                         ``datajoint.json``); or ``embedded``/
                                                         ``server``
+``gpu_only``           ``WORKFLOW_DLC_GPU_ONLY``        ``false``: any worker takes GPU work
+                                                        (training, trigger-mode inference);
+                                                        ``true``: only workers with a GPU
+``slurm_options``      ``WORKFLOW_DLC_SLURM_OPTIONS``   none: extra ``#SBATCH`` options for
+                                                        ``submit`` (a JSON list, or lines/``;``
+                                                        in the environment variable)
 =====================  ===============================  ===========================================
 
 Every path stored in the pipeline is relative to one of the roots (the raw roots, then the
@@ -45,6 +51,8 @@ ENV_VARS = {
     "store_dir": "WORKFLOW_DLC_STORE_DIR",
     "embedded_dir": "WORKFLOW_DLC_EMBEDDED_DIR",
     "database": "WORKFLOW_DLC_DATABASE",
+    "gpu_only": "WORKFLOW_DLC_GPU_ONLY",
+    "slurm_options": "WORKFLOW_DLC_SLURM_OPTIONS",
 }
 CONFIG_SECTION = "workflow_deeplabcut"
 DATABASE_MODES = ("auto", "embedded", "server")
@@ -68,6 +76,8 @@ class Settings:
     store_dir: Path
     embedded_dir: Path
     database: str = "auto"
+    gpu_only: bool = False
+    slurm_options: tuple[str, ...] = ()
     sources: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -143,8 +153,39 @@ def load_settings() -> Settings:
         store_dir=_paths(raw.get("store_dir", processed / "datajoint-store"))[0],
         embedded_dir=_paths(raw.get("embedded_dir", home / "pgdata"))[0],
         database=database,
+        gpu_only=_flag(raw.get("gpu_only", False), sources.get("gpu_only")),
+        slurm_options=_sbatch_options(raw.get("slurm_options", ()), sources.get("slurm_options")),
         sources=sources,
     )
+
+
+def _flag(value, source) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"gpu_only={value!r} (from {source}) is not a yes/no value; use true or false.")
+
+
+def _sbatch_options(value, source) -> tuple[str, ...]:
+    """Split and check extra sbatch options: each starts with '-' and is one line."""
+    if isinstance(value, str):
+        value = [v for part in value.splitlines() for v in part.split(";")]
+    if not isinstance(value, list | tuple):
+        raise ConfigurationError(
+            f"slurm_options (from {source}) must be a list of sbatch options, not {value!r}."
+        )
+    options = tuple(str(v).strip() for v in value if str(v).strip())
+    bad = [o for o in options if not o.startswith("-") or "\n" in o or "\r" in o]
+    if bad:
+        raise ConfigurationError(
+            f"slurm_options (from {source}) has {bad}: each must be one sbatch option such as "
+            "'--account=mylab' or '--qos=normal'."
+        )
+    return options
 
 
 def check_prefix(prefix: str, source: str = "") -> None:
