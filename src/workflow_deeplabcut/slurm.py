@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import logging
 import os
 import re
 import shlex
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigurationError, InputError, SchedulerError
+
+logger = logging.getLogger(__name__)
 
 COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "scontrol")
 #: States after which a task runs no more.
@@ -604,9 +607,17 @@ def jobs_status(*, include_finished_days: float = 7) -> list[dict]:
     now, _ = database.server_times()
     since = now - dt.timedelta(days=include_finished_days)
     rows = (jobs.Submission & [{"finished": False}, f"submitted >= '{since:%Y-%m-%d %H:%M:%S}'"]).to_dicts()
-    cluster = cluster_name() if shutil.which("scontrol") else None
-    live_ids = [r["slurm_job_id"] for r in rows if not r["finished"] and r["slurm_cluster"] == cluster]
-    live = _task_states(live_ids) if cluster is not None else {}
+    cluster, live_ids, live = None, [], {}
+    if any(not r["finished"] for r in rows) and shutil.which("scontrol"):
+        try:
+            cluster = cluster_name()
+            live_ids = [
+                r["slurm_job_id"] for r in rows if not r["finished"] and r["slurm_cluster"] == cluster
+            ]
+            live = _task_states(live_ids)
+        except SchedulerError as err:  # status still shows what was recorded
+            logger.warning("SLURM did not answer, showing the last states seen: %s", err)
+            cluster, live_ids, live = None, [], {}
     result = []
     for row in sorted(rows, key=lambda r: r["submitted"]):
         known = json.loads(row["states"] or "{}")
