@@ -170,3 +170,72 @@ def test_run_and_status_commands(pipeline, batch):
     assert after[0]["pending"] == before[0]["pending"] - N_JOBS
     bad = runner.invoke(app, ["status", "--table", "NoSuchTable"])
     assert bad.exit_code == 1 and "Unknown table(s) ['NoSuchTable']; choose from" in bad.output
+
+
+def test_worker_classes_follow_gpus_and_settings(monkeypatch):
+    """auto: gpu with a GPU (CUDA_VISIBLE_DEVICES), else all, or cpu when gpu_only is set."""
+    from workflow_deeplabcut import processing, settings
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert processing.visible_gpus() == ["2", "3"] and processing.resolve_work() == "gpu"
+    for none in ("", "-1", "NoDevFiles"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", none)
+        assert processing.visible_gpus() == [] and processing.resolve_work() == "all"
+    monkeypatch.setenv("WORKFLOW_DLC_GPU_ONLY", "yes")
+    settings.configure()  # re-read the environment
+    try:
+        assert settings.get_settings().gpu_only and processing.resolve_work() == "cpu"
+        assert processing.resolve_work("all") == "all"
+        with pytest.raises(processing.InputError, match="Unknown class of work 'tpu'"):
+            processing.resolve_work("tpu")
+        monkeypatch.setenv("WORKFLOW_DLC_GPU_ONLY", "perhaps")
+        with pytest.raises(settings.ConfigurationError, match="gpu_only='perhaps'.*use true or false"):
+            settings.configure()
+        monkeypatch.setenv("WORKFLOW_DLC_GPU_ONLY", "false")
+        monkeypatch.setenv("WORKFLOW_DLC_SLURM_OPTIONS", "--account=lab; --qos=long")
+        assert settings.configure().slurm_options == ("--account=lab", "--qos=long")
+        monkeypatch.setenv("WORKFLOW_DLC_SLURM_OPTIONS", "account=lab")
+        with pytest.raises(settings.ConfigurationError, match="'account=lab'"):
+            settings.configure()
+    finally:
+        monkeypatch.delenv("WORKFLOW_DLC_GPU_ONLY")
+        monkeypatch.delenv("WORKFLOW_DLC_SLURM_OPTIONS")
+        settings.configure()
+
+
+@pytest.mark.dlc
+def test_cpu_worker_leaves_gpu_work(pipeline, new_session, camera, synthetic_video, model_name, batch):
+    """With gpu_only set, a worker without a GPU does the load-mode jobs and no trigger-mode job."""
+    model = pipeline.model
+    rec = model.VideoRecording.insert_recording(new_session("gpuonly"), 1, camera, [synthetic_video])
+    model.RecordingInfo.populate(rec)
+    trigger = model.PoseEstimationTask.generate(rec, model_name, task_mode="trigger")
+    env = {**os.environ, "WORKFLOW_DLC_GPU_ONLY": "true", "CUDA_VISIBLE_DEVICES": ""}
+    both = [f"subject={rec['subject']}", f"subject={batch[0]['subject']}"]
+    procs = [
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "workflow_deeplabcut.cli",
+                "worker",
+                "--once",
+                "-t",
+                "PoseEstimation",
+                "-k",
+                k,
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        for k in both
+    ]
+    assert all(p.returncode == 0 for p in procs), [p.stderr[-2000:] for p in procs]
+    assert "took cpu work" in procs[0].stdout and "(0 GPU work, 0 CPU work" in procs[0].stdout
+    assert not model.PoseEstimation & trigger  # left for a GPU worker
+    assert f"(0 GPU work, {N_JOBS} CPU work; took cpu work)" in procs[1].stdout
+    assert len(model.PoseEstimation & batch) == N_JOBS
+    (model.PoseEstimationTask & trigger).delete(prompt=False)

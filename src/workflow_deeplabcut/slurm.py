@@ -234,9 +234,10 @@ def check_reachable(partition: str, nodes: list[str], *, assume_shared: bool = F
             )
     if not assume_shared:
         paths = [("data root", root) for root in settings.root_data_dirs]
+        store = (dj.config.stores.get(database.STORE) or {}).get("location") or settings.store_dir
         paths += [
             ("processed-data folder", settings.processed_data_dir),
-            ("store", settings.store_dir),
+            ("store", Path(store)),
             ("Python environment", Path(sys.prefix)),
         ]
         for label, path in paths:
