@@ -862,8 +862,7 @@ def worker(
     work : str
         Which class of work to take: ``auto`` (default), ``all``, ``cpu`` or ``gpu`` (see the
         module docstring). A ``cpu`` or ``gpu`` worker with ``once`` also waits while other
-        workers hold reservations, or (``cpu``) while GPU work is left for a running GPU
-        worker, since their results may make new work for it.
+        workers hold CPU jobs, since their results may make new work for it.
     report : callable, optional
         Called with a message after each round.
 
@@ -904,9 +903,9 @@ def worker(
                     say=say,
                 )
                 if not worked and once and not waiting and result.work != "all":
-                    waiting = with_reconnect(
-                        lambda: _work_may_come(selected, typed, result.work, me, heartbeat_timeout), say=say
-                    ) and min(sleep, 10.0)
+                    waiting = with_reconnect(lambda: _work_may_come(selected, typed, me), say=say) and min(
+                        sleep, 10.0
+                    )
                 say(
                     f"round: {worked} job(s) processed, {result.recovered} recovered, "
                     f"{result.done} done in all"
@@ -966,27 +965,26 @@ def _round(
     return worked, _next_scheduled(selected)
 
 
-def _work_may_come(selected, restriction, work, me, heartbeat_timeout) -> bool:
+def _work_may_come(selected, restriction, me) -> bool:
     """Whether a ``cpu``/``gpu`` worker that found nothing should wait rather than stop.
 
-    It waits while another worker holds a reservation (its result may be input to more work),
-    and a ``cpu`` worker also while GPU work is ready and a GPU-capable worker is running.
+    It waits while another worker holds a CPU job (short, and its result may be this
+    worker's next input, e.g. a probed recording for inference). It never waits for GPU jobs,
+    which may last hours: their results are post-processed by the GPU workers themselves (their
+    second pass) or by the next submission.
     """
-    from .pipeline import jobs as jobs_schema
-
-    for table in selected.values():
-        if table.jobs.is_declared:
-            held = table.jobs.reserved & restriction if restriction else table.jobs.reserved
-            if any((j["host"], j["pid"]) != (me.host, me.pid) for j in held.to_dicts()):
-                return True
-    if work != "cpu":
-        return False
-    now, _ = database.server_times()
-    fresh = f"heartbeat >= '{now - dt.timedelta(seconds=heartbeat_timeout):%Y-%m-%d %H:%M:%S.%f}'"
-    capable = {c["worker_token"] for c in (jobs_schema.WorkerContext & "work in ('gpu', 'all')").to_dicts()}
-    running = (jobs_schema.Worker & "state = 'running'" & fresh).to_dicts()
-    gpu_worker = any(w["worker_token"] in capable for w in running if w["worker_token"] != me.token)
-    return gpu_worker and pending_work(list(selected), restriction)["gpu"] > 0
+    for _name, table, part, kind in work_items(selected):
+        if kind != "cpu" or not table.jobs.is_declared:
+            continue
+        held = table.jobs.reserved & restriction if restriction else table.jobs.reserved
+        keys = [
+            {k: job[k] for k in table.primary_key}
+            for job in held.to_dicts()
+            if (job["host"], job["pid"]) != (me.host, me.pid)
+        ]
+        if keys and (part is None or table.key_source & part & keys):
+            return True
+    return False
 
 
 def _next_scheduled(selected) -> float | None:
