@@ -52,30 +52,14 @@ def timed(fn, repeat: int, setup=None) -> list[float]:
     return times
 
 
-def seed_estimation_task(key: dict, parts: list[str], frames: int, out_rel: str) -> dict:
-    """Insert the rows a load-mode PoseEstimation needs (no real video: RecordingInfo is given)."""
-    from workflow_deeplabcut.pipeline import lab, model, session, subject
+def seed_model(parts: list[str], name: str = "bench") -> None:
+    """Insert the body parts and a DeepLabCut model row that load-mode estimations can name."""
+    from workflow_deeplabcut.pipeline import model
 
-    lab.Device.insert1({"device": "cam", "modality": "video"})
-    subject.Subject.insert1({"subject": key["subject"], "sex": "U", "subject_birth_date": "2024-01-01"})
-    session.Session.insert1({k: key[k] for k in ("subject", "session_datetime")})
-    model.VideoRecording.insert1({**key, "device": "cam"})
-    model.VideoRecording.File.insert1({**key, "file_id": 0, "file_path": "bench.mp4"})
-    model.RecordingInfo.insert1(
-        {
-            **key,
-            "px_height": 480,
-            "px_width": 640,
-            "nframes": frames,
-            "fps": 30.0,
-            "recording_duration": frames / 30,
-        },
-        allow_direct_insert=True,
-    )
-    model.BodyPart.insert([{"body_part": p} for p in parts])
+    model.BodyPart.insert([{"body_part": p} for p in parts], skip_duplicates=True)
     model.Model.insert1(
         {
-            "model_name": "bench",
+            "model_name": name,
             "task": "bench",
             "date": "Jan1",
             "iteration": 0,
@@ -87,7 +71,42 @@ def seed_estimation_task(key: dict, parts: list[str], frames: int, out_rel: str)
             "project_path": "bench-project",
         }
     )
-    model.Model.BodyPart.insert([{"model_name": "bench", "body_part": p} for p in parts])
-    task = {**key, "model_name": "bench"}
+    model.Model.BodyPart.insert([{"model_name": name, "body_part": p} for p in parts])
+
+
+def seed_load_task(
+    key: dict, frames: int, out_rel: str, video: str = "bench.mp4", model_name: str = "bench"
+) -> dict:
+    """Insert a recording (device ``cam``, RecordingInfo given, no real video) and its load-mode task.
+
+    The outputs in ``out_rel`` are found by the video's stem (``<stem>DLC*.h5``).
+    """
+    from workflow_deeplabcut.pipeline import model
+
+    model.VideoRecording.insert1({**key, "device": "cam"})
+    model.VideoRecording.File.insert1({**key, "file_id": 0, "file_path": video})
+    model.RecordingInfo.insert1(
+        {
+            **key,
+            "px_height": 480,
+            "px_width": 640,
+            "nframes": frames,
+            "fps": 30.0,
+            "recording_duration": frames / 30,
+        },
+        allow_direct_insert=True,
+    )
+    task = {**key, "model_name": model_name}
     model.PoseEstimationTask.insert1({**task, "task_mode": "load", "pose_estimation_output_dir": out_rel})
     return task
+
+
+def seed_estimation_task(key: dict, parts: list[str], frames: int, out_rel: str) -> dict:
+    """Insert the rows a load-mode PoseEstimation needs (no real video: RecordingInfo is given)."""
+    from workflow_deeplabcut.pipeline import lab, session, subject
+
+    lab.Device.insert1({"device": "cam", "modality": "video"})
+    subject.Subject.insert1({"subject": key["subject"], "sex": "U", "subject_birth_date": "2024-01-01"})
+    session.Session.insert1({k: key[k] for k in ("subject", "session_datetime")})
+    seed_model(parts)
+    return seed_load_task(key, frames, out_rel)

@@ -48,6 +48,7 @@ def main() -> int:
     import pynwb
 
     from workflow_deeplabcut import database, nwb, poses, synthetic
+    from workflow_deeplabcut import rows as rows_module
     from workflow_deeplabcut.pipeline import SCHEMAS, model, postprocess, qc, target
 
     try:
@@ -68,7 +69,7 @@ def main() -> int:
         rows = (model.PoseEstimation.BodyPartPosition & task).to_dicts()
         arrays = {
             (r["individual"], r["body_part"]): {
-                a: model._load(r[a]).copy() for a in ("x_pos", "y_pos", "likelihood")
+                a: rows_module.load_array(r[a]).copy() for a in ("x_pos", "y_pos", "likelihood")
             }
             for r in rows
         }

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import configure  # noqa: E402
+from common import configure, seed_load_task, seed_model  # noqa: E402
 
 PARTS = [f"part{i}" for i in range(40)]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -90,28 +90,12 @@ def database_bytes(backend: str, prefix: str) -> int:
     return int(conn.query(query, (prefix + "%",)).fetchone()[0])
 
 
-def seed(session_key: dict, outputs: list[str], frames: int, parts: list[str]) -> None:
-    from workflow_deeplabcut.pipeline import model, session
+def seed(session_key: dict, outputs: list[str], frames: int) -> None:
+    from workflow_deeplabcut.pipeline import session
 
     session.Session.insert1(session_key)
     for i, out in enumerate(outputs):
-        rec = {**session_key, "recording_id": i}
-        model.VideoRecording.insert1({**rec, "device": "cam"})
-        model.VideoRecording.File.insert1({**rec, "file_id": 0, "file_path": f"bench/rec{i}.mp4"})
-        model.RecordingInfo.insert1(
-            {
-                **rec,
-                "px_height": 480,
-                "px_width": 640,
-                "nframes": frames,
-                "fps": 30.0,
-                "recording_duration": frames / 30,
-            },
-            allow_direct_insert=True,
-        )
-        model.PoseEstimationTask.insert1(
-            {**rec, "model_name": "bench", "task_mode": "load", "pose_estimation_output_dir": out}
-        )
+        seed_load_task({**session_key, "recording_id": i}, frames, out, video=f"bench/rec{i}.mp4")
 
 
 def trial(k: int, session_key: dict, env: dict) -> float:
@@ -162,22 +146,7 @@ def main() -> int:
     settings = get_settings()
     lab.Device.insert1({"device": "cam", "modality": "video"})
     subject.Subject.insert1({"subject": "bench", "sex": "U", "subject_birth_date": "2024-01-01"})
-    model.BodyPart.insert([{"body_part": p} for p in parts])
-    model.Model.insert1(
-        {
-            "model_name": "bench",
-            "task": "bench",
-            "date": "Jan1",
-            "iteration": 0,
-            "snapshotindex": 0,
-            "shuffle": 1,
-            "trainingsetindex": 0,
-            "scorer": "DLC_bench",
-            "config_template": {},
-            "project_path": "bench",
-        }
-    )
-    model.Model.BodyPart.insert([{"model_name": "bench", "body_part": p} for p in parts])
+    seed_model(parts)
     outputs = []
     for i in range(args.jobs):
         folder = settings.processed_data_dir / "bench" / f"rec{i}"
@@ -201,7 +170,7 @@ def main() -> int:
         for k in order:
             n += 1
             session_key = {"subject": "bench", "session_datetime": base + dt.timedelta(hours=n)}
-            seed(session_key, outputs, args.frames, parts)
+            seed(session_key, outputs, args.frames)
             store0, db0 = folder_bytes(settings.store_dir), database_bytes(args.backend, settings.prefix)
             cpu0, srv0 = children_cpu(), server_cpu(pid)
             wall = trial(k, session_key, env)
