@@ -113,6 +113,60 @@ def pytest_unconfigure(config):
         shutil.rmtree(_WORKDIR, ignore_errors=True)
 
 
+def insert_model_row(pipeline, name: str, parts: list[str]) -> str:
+    """Register a DeepLabCut model by its row alone (no project): enough for load-mode tasks."""
+    model = pipeline.model
+    model.BodyPart.insert([{"body_part": p} for p in parts], skip_duplicates=True)
+    model.Model.insert1(
+        {
+            "model_name": name,
+            "task": name,
+            "date": "Jan1",
+            "iteration": 0,
+            "snapshotindex": 0,
+            "shuffle": 1,
+            "trainingsetindex": 0,
+            "scorer": f"DLC_{name}",
+            "config_template": {},
+            "project_path": f"{name}-project",
+        }
+    )
+    model.Model.BodyPart.insert([{"model_name": name, "body_part": p} for p in parts])
+    return name
+
+
+def insert_load_task(
+    pipeline, rec: dict, device: str, model_name: str, output_dir: Path, n_frames: int
+) -> dict:
+    """A recording (its RecordingInfo given, no real video) and a load-mode task of ``model_name``.
+
+    The DeepLabCut outputs in ``output_dir`` are found by the stem ``rec<recording_id>``.
+    """
+    from workflow_deeplabcut.settings import to_relative
+
+    model = pipeline.model
+    model.VideoRecording.insert1({**rec, "device": device})
+    model.VideoRecording.File.insert1(
+        {**rec, "file_id": 0, "file_path": f"videos/rec{rec['recording_id']}.mp4"}
+    )
+    model.RecordingInfo.insert1(
+        {
+            **rec,
+            "px_height": 480,
+            "px_width": 640,
+            "nframes": n_frames,
+            "fps": 30.0,
+            "recording_duration": n_frames / 30,
+        },
+        allow_direct_insert=True,
+    )
+    task = {**rec, "model_name": model_name}
+    model.PoseEstimationTask.insert1(
+        {**task, "task_mode": "load", "pose_estimation_output_dir": to_relative(output_dir)}
+    )
+    return task
+
+
 @pytest.fixture(scope="session")
 def workdir() -> Path:
     return _WORKDIR

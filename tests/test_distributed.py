@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, insert_load_task, insert_model_row
 
 from workflow_deeplabcut import synthetic
 
@@ -39,44 +39,15 @@ def jobs_done(output: str) -> int:
 def batch(pipeline, new_session, camera, processed_root):
     """N_JOBS load-mode pose estimations of DeepLabCut outputs (20,000 frames each)."""
     model = pipeline.model
-    model.BodyPart.insert([{"body_part": p} for p in PARTS], skip_duplicates=True)
-    model.Model.insert1(
-        {
-            "model_name": "batch",
-            "task": "batch",
-            "date": "Jan1",
-            "iteration": 0,
-            "snapshotindex": 0,
-            "shuffle": 1,
-            "trainingsetindex": 0,
-            "scorer": "DLC_batch",
-            "config_template": {},
-            "project_path": "batch-project",
-        }
-    )
-    model.Model.BodyPart.insert([{"model_name": "batch", "body_part": p} for p in PARTS])
+    insert_model_row(pipeline, "batch", PARTS)
     session = new_session("batch")
     keys = []
     for i in range(N_JOBS):
-        rec = {**session, "recording_id": i}
-        model.VideoRecording.insert1({**rec, "device": camera})
-        model.VideoRecording.File.insert1({**rec, "file_id": 0, "file_path": f"batch/rec{i}.mp4"})
-        model.RecordingInfo.insert1(
-            {
-                **rec,
-                "px_height": 480,
-                "px_width": 640,
-                "nframes": 20_000,
-                "fps": 30.0,
-                "recording_duration": 20_000 / 30,
-            },
-            allow_direct_insert=True,
+        folder = processed_root / "batch" / f"rec{i}"
+        synthetic.write_dlc_outputs(folder, f"rec{i}", PARTS, 20_000, seed=i)
+        keys.append(
+            insert_load_task(pipeline, {**session, "recording_id": i}, camera, "batch", folder, 20_000)
         )
-        synthetic.write_dlc_outputs(processed_root / "batch" / f"rec{i}", f"rec{i}", PARTS, 20_000, seed=i)
-        model.PoseEstimationTask.insert1(
-            {**rec, "model_name": "batch", "task_mode": "load", "pose_estimation_output_dir": f"batch/rec{i}"}
-        )
-        keys.append({**rec, "model_name": "batch"})
     yield keys
     (model.Model & {"model_name": "batch"}).delete(prompt=False)
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, PROJECT_ROOT
+from conftest import IN_CI, PROJECT_ROOT, insert_load_task, insert_model_row
 from typer.testing import CliRunner
 
 from workflow_deeplabcut import synthetic
@@ -99,52 +99,17 @@ def logs(processed_root: Path, job_id: int) -> dict[str, str]:
     }
 
 
-def load_task(pipeline, session, recording_id, camera, folder: Path, n_frames=2_000):
-    """A load-mode pose estimation of DeepLabCut outputs in ``folder`` (written by the caller)."""
-    model = pipeline.model
-    rec = {**session, "recording_id": recording_id}
-    model.VideoRecording.insert1({**rec, "device": camera})
-    model.VideoRecording.File.insert1({**rec, "file_id": 0, "file_path": f"slurm/rec{recording_id}.mp4"})
-    model.RecordingInfo.insert1(
-        {
-            **rec,
-            "px_height": 480,
-            "px_width": 640,
-            "nframes": n_frames,
-            "fps": 30.0,
-            "recording_duration": n_frames / 30,
-        },
-        allow_direct_insert=True,
+def load_task(pipeline, session, recording_id, camera, folder: Path) -> dict:
+    """A load-mode estimation of the 2,000-frame DeepLabCut outputs in ``folder``."""
+    return insert_load_task(
+        pipeline, {**session, "recording_id": recording_id}, camera, "slurm", folder, 2_000
     )
-    from workflow_deeplabcut.settings import to_relative
-
-    model.PoseEstimationTask.insert1(
-        {**rec, "model_name": "slurm", "task_mode": "load", "pose_estimation_output_dir": to_relative(folder)}
-    )
-    return {**rec, "model_name": "slurm"}
 
 
 @pytest.fixture(scope="module")
 def slurm_model(pipeline):
-    model = pipeline.model
-    model.BodyPart.insert([{"body_part": p} for p in PARTS], skip_duplicates=True)
-    model.Model.insert1(
-        {
-            "model_name": "slurm",
-            "task": "slurm",
-            "date": "Jan1",
-            "iteration": 0,
-            "snapshotindex": 0,
-            "shuffle": 1,
-            "trainingsetindex": 0,
-            "scorer": "DLC_slurm",
-            "config_template": {},
-            "project_path": "slurm-project",
-        }
-    )
-    model.Model.BodyPart.insert([{"model_name": "slurm", "body_part": p} for p in PARTS])
-    yield "slurm"
-    (model.Model & {"model_name": "slurm"}).delete(prompt=False)
+    yield insert_model_row(pipeline, "slurm", PARTS)
+    (pipeline.model.Model & {"model_name": "slurm"}).delete(prompt=False)
 
 
 # ------------------------------------------------------------------------------ refusals
