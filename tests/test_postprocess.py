@@ -228,3 +228,52 @@ def test_raw_estimation_as_movement_dataset(pipeline, noisy):
     np.testing.assert_array_equal(
         ds.confidence.sel(keypoints="tail").values[:, 0], frame[("tail", "likelihood")]
     )
+
+
+COUNT_COMPILES = """
+import sys
+
+from workflow_deeplabcut.cli import main
+
+sys.argv = ["workflow-deeplabcut", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as stop:
+    print("EXIT", stop.code)
+built = 0
+decorators = sys.modules.get("numbagg.decorators")
+for value in vars(decorators or object).values():  # each numbagg kernel class caches its gufuncs
+    gufunc = getattr(value, "gufunc", None) if isinstance(value, type) else None
+    if hasattr(gufunc, "cache_info"):
+        built += gufunc.cache_info().currsize
+print("NUMBAGG KERNELS BUILT", built)
+"""
+
+
+def test_no_first_call_compiling(pipeline, noisy):
+    """Cleaning (median), kinematics and QC in a fresh `run` build no numbagg kernel.
+
+    numbagg (xarray's default accelerator here) compiles each kernel on its first call in
+    every process, a 12-20 s pause before the first result of every command and worker.
+    """
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    pp = pipeline.postprocess
+    idx = pp.PostprocessParamSet.insert_new_params("median 5, no JIT", {"smoothing": "median", "window": 5})
+    key = pp.PostprocessTask.generate(noisy["key"], idx)
+    args = ["run", "-t", "CleanedTrajectory", "-t", "Kinematics", "-t", "PoseQC"]
+    args += ["-k", f"subject={key['subject']}", "-k", f"pp_paramset_idx={idx}"]
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNT_COMPILES, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "EXIT 0" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "NUMBAGG KERNELS BUILT 0" in proc.stdout, proc.stdout[-2000:]
+    assert pp.CleanedTrajectory & key and pp.Kinematics & key
+    assert pipeline.qc.PoseQC & noisy["key"]

@@ -214,8 +214,11 @@ def run_demo(
     report.nwb_critical = sum(m.importance.name == "CRITICAL" for m in nwb.inspect(report.nwb))
     kin = postprocess.Kinematics.get_dataset(pp_key)
     report.true_speed = spec.speed * spec.fps / DEMO_PX_PER_CM
-    report.speed = {str(p): float(kin.speed.sel(keypoints=p).median()) for p in kin.keypoints.values}
-    report.distance = float(kin.distance.sum())
+    # numpy, not xarray's reductions: numbagg would compile its kernels first (see poses.without_jit)
+    report.speed = {
+        str(p): float(np.nanmedian(kin.speed.sel(keypoints=p).values)) for p in kin.keypoints.values
+    }
+    report.distance = float(np.nansum(kin.distance.values))
     qc_key = {**pose_key, "qc_paramset_idx": 0}
     report.qc = {
         r["body_part"]: r["fraction_below_pcutoff"] for r in (qc.PoseQC.BodyPart & qc_key).to_dicts()

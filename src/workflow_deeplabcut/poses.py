@@ -8,6 +8,7 @@ the filtering and kinematics are movement's own functions, not a rewrite of them
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -283,11 +284,29 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
         raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
 
 
+def without_jit(func):
+    """Run ``func`` with xarray's numbagg acceleration off and bottleneck on.
+
+    numbagg's kernels are compiled by numba on their first call in every process: 12–20 s on
+    a 2-core machine before the first median or nan-reduction, on every CLI command and worker
+    start. Bottleneck (compiled ahead of time) computes the same statistics, and provides the
+    gap filling movement's path length needs.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with xr.set_options(use_numbagg=False, use_bottleneck=True):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 # ------------------------------------------------------------------------------ cleaning
 def _valid(position: xr.DataArray) -> xr.DataArray:
     return position.notnull().all("space")
 
 
+@without_jit
 def clean(ds: xr.Dataset, params: dict) -> tuple[xr.DataArray, dict[tuple[str, str], dict[str, int]]]:
     """Filter by likelihood, interpolate short gaps, smooth, and scale to cm.
 
@@ -359,6 +378,7 @@ def clean(ds: xr.Dataset, params: dict) -> tuple[xr.DataArray, dict[tuple[str, s
 
 
 # ------------------------------------------------------------------------------ kinematics
+@without_jit
 def kinematics(position: xr.DataArray, params: dict) -> xr.Dataset:
     """Velocity, speed, acceleration, centroid, heading and distance travelled.
 
@@ -429,6 +449,7 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
     return int(ends[i] - starts[i]), int(starts[i])
 
 
+@without_jit
 def qc_metrics(
     x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, pcutoff: float, max_jump_px: float
 ) -> dict:
