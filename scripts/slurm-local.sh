@@ -89,11 +89,19 @@ CONF
 
 stop() {
   local dir=$1 pid
+  # Jobs still running would leave their slurmstepd behind once slurmd is gone.
+  SLURM_CONF=$dir/slurm.conf scancel --user="$(id -un)" 2>/dev/null && sleep 2 || true
   for name in slurmd slurmctld; do
     if [ -f "$dir/$name.pid" ]; then
       pid=$(cat "$dir/$name.pid")
       as_root kill "$pid" 2>/dev/null || true
       for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    fi
+  done
+  for pid in $(pgrep -x slurmstepd || true); do
+    if as_root grep -qz "^SLURM_CONF=$dir/slurm.conf$" "/proc/$pid/environ" 2>/dev/null; then
+      as_root pkill -KILL -P "$pid" 2>/dev/null || true
+      as_root kill -KILL "$pid" 2>/dev/null || true
     fi
   done
 }
