@@ -143,6 +143,21 @@ def test_run_and_status_commands(pipeline, batch):
     assert bad.exit_code == 1 and "Unknown table(s) ['NoSuchTable']; choose from" in bad.output
 
 
+def test_restriction_leaves_out_tables_without_its_attributes(pipeline, batch):
+    """``subject=...`` selects no model evaluation: DataJoint alone would select every one."""
+    from workflow_deeplabcut import processing
+
+    subject = {"subject": batch[0]["subject"]}
+    assert processing.pending_work(["ModelEvaluation"])["gpu"] >= 1  # the batch model is unevaluated
+    assert processing.pending_work(["ModelEvaluation", "PoseEstimation"], subject) == {
+        "gpu": 0,
+        "cpu": N_JOBS,
+    }
+    results = processing.run(["ModelEvaluation", "PoseEstimation"], subject, display_progress=False)
+    assert [(r.table, r.success, r.errors) for r in results] == [("PoseEstimation", N_JOBS, [])]
+    assert not pipeline.model.ModelEvaluation & {"model_name": "batch"}
+
+
 def test_worker_classes_follow_gpus_and_settings(monkeypatch):
     """auto: gpu with a GPU (CUDA_VISIBLE_DEVICES), else all, or cpu when gpu_only is set."""
     from workflow_deeplabcut import processing, settings

@@ -265,7 +265,7 @@ def test_no_first_call_compiling(pipeline, noisy):
     idx = pp.PostprocessParamSet.insert_new_params("median 5, no JIT", {"smoothing": "median", "window": 5})
     key = pp.PostprocessTask.generate(noisy["key"], idx)
     args = ["run", "-t", "CleanedTrajectory", "-t", "Kinematics", "-t", "PoseQC"]
-    args += ["-k", f"subject={key['subject']}", "-k", f"pp_paramset_idx={idx}"]
+    args += ["-k", f"subject={key['subject']}"]
     proc = subprocess.run(
         [sys.executable, "-c", COUNT_COMPILES, *args],
         cwd=PROJECT_ROOT,

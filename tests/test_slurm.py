@@ -175,7 +175,7 @@ def test_dry_run_prints_two_classes(pipeline, cluster, slurm_model):
         assert "export DJ_HOST=127.0.0.1" in text and "DJ_PASS" not in text
     assert not pipeline.jobs.Submission()  # a dry run records nothing
     assert not (Path(os.environ["WORKFLOW_DLC_PROCESSED_DIR"]) / "slurm").exists()
-    code, output = cli("submit", "--table", "PoseEstimation", "--key", "subject=nobody")
+    code, output = cli("submit", "--key", "subject=nobody")  # and no model training or evaluation
     assert code == 0 and "nothing to do: no job is ready; nothing submitted" in output
 
 

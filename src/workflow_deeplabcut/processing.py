@@ -186,7 +186,7 @@ def pending_work(tables: list[str] | None = None, restriction: dict | None = Non
     selected = select_tables(tables)
     typed = check_restriction(selected, restriction)
     counts = {"gpu": 0, "cpu": 0}
-    for _name, table, part, kind in work_items(selected):
+    for _name, table, part, kind in work_items(applicable(selected, typed)):
         todo = table.key_source
         for condition in (typed, part):
             if condition:
@@ -246,6 +246,17 @@ def check_restriction(tables: dict, restriction: dict | None) -> dict | None:
         table, _ = known[name]
         typed.update(rules.check_key(table.key_source, {name: value}))
     return typed
+
+
+def applicable(selected: dict, restriction: dict | None) -> dict:
+    """Return the selected tables whose keys have every restricted attribute.
+
+    A table without one of them has no key that matches (``subject=m1`` names no model
+    training); DataJoint would ignore the attribute and select every key of that table.
+    """
+    if not restriction:
+        return selected
+    return {n: t for n, t in selected.items() if set(restriction) <= set(t.key_source.heading.names)}
 
 
 def ensure_job_tables(tables: dict) -> None:
@@ -605,12 +616,12 @@ def retry(
     selected = select_tables(tables)
     restriction = check_restriction(selected, restriction)
     count = 0
-    for name, table in selected.items():
+    for name, table in applicable(selected, restriction).items():
         if not table.jobs.is_declared:
             continue
         errors = table.jobs.errors
-        if restriction:
-            errors = errors & {k: v for k, v in restriction.items() if k in table.primary_key}
+        if restriction:  # by the keys that match (the restriction may name non-key attributes)
+            errors = errors.restrict((table.key_source & restriction).proj(), semantic_check=False)
         for job in errors.to_dicts():
             message = job["error_message"] or ""
             if message.startswith(INTERRUPTED) or (transient_only and not is_transient(message)):
@@ -657,7 +668,8 @@ def run(
         Table names (default: all, see :func:`computed_tables`).
     restriction : dict, optional
         Restrict every table's keys, e.g. ``{"subject": "m1"}``; an attribute that no selected
-        table has, or a value of the wrong type, is refused (:func:`check_restriction`).
+        table has, or a value of the wrong type, is refused (:func:`check_restriction`), and
+        tables without one of the attributes are left out (:func:`applicable`).
     reserve_jobs : bool
         Coordinate with other workers through the job tables (this process registers as a worker).
     display_progress : bool
@@ -673,6 +685,7 @@ def run(
     """
     selected = select_tables(tables)
     typed = check_restriction(selected, restriction)
+    selected = applicable(selected, typed)
     if not reserve_jobs:
         return [
             _run_table(name, table, typed, False, display_progress, max_calls, max_retries)
@@ -938,7 +951,7 @@ def _round(
     names = list(selected)
     result.recovered += recover_orphans(names, orphan_timeout, heartbeat_timeout)
     retry(names, restriction, transient_only=True, max_retries=max_retries, delay=retry_delay)
-    items = work_items(selected)
+    items = work_items(applicable(selected, restriction))
     passes = {
         "all": [items],
         "cpu": [[i for i in items if i[3] == "cpu"]],
@@ -973,7 +986,7 @@ def _work_may_come(selected, restriction, me) -> bool:
     which may last hours: their results are post-processed by the GPU workers themselves (their
     second pass) or by the next submission.
     """
-    for _name, table, part, kind in work_items(selected):
+    for _name, table, part, kind in work_items(applicable(selected, restriction)):
         if kind != "cpu" or not table.jobs.is_declared:
             continue
         held = table.jobs.reserved & restriction if restriction else table.jobs.reserved
