@@ -158,6 +158,34 @@ def test_restriction_leaves_out_tables_without_its_attributes(pipeline, batch):
     assert not pipeline.model.ModelEvaluation & {"model_name": "batch"}
 
 
+STOP_DURING_IMPORT = """
+import os, pathlib, signal, sys, tempfile, threading, time
+from workflow_deeplabcut import processing
+
+signal.signal(signal.SIGTERM, processing.stop_handler)
+folder = tempfile.mkdtemp()
+slow = "import time\\nfor _ in range(20):\\n    time.sleep(0.1)\\nDONE = True\\n"
+pathlib.Path(folder, "slowmod.py").write_text(slow)
+sys.path.insert(0, folder)
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+try:
+    import slowmod
+    print("imported", slowmod.DONE, flush=True)
+    time.sleep(10)
+except SystemExit as stop:
+    print("stopped:", stop, "| slowmod imported:", "slowmod" in sys.modules)
+"""
+
+
+def test_stop_signal_waits_for_an_import_to_finish():
+    """SIGTERM during an import stops the worker after it, not inside (torch can abort there)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", STOP_DURING_IMPORT], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["imported True", "stopped: signal 15 | slowmod imported: True"]
+
+
 def test_worker_classes_follow_gpus_and_settings(monkeypatch):
     """auto: gpu with a GPU (CUDA_VISIBLE_DEVICES), else all, or cpu when gpu_only is set."""
     from workflow_deeplabcut import processing, settings

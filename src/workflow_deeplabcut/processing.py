@@ -37,6 +37,7 @@ import os
 import platform
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -892,10 +893,7 @@ def worker(
     if result.work == "gpu" and not gpus:
         say("worker: no GPU is visible (CUDA_VISIBLE_DEVICES, NVIDIA driver): GPU work runs on the CPU")
 
-    def stop(signum, frame):
-        raise SystemExit(f"signal {signum}")  # DataJoint records it as "SystemExit: ..."
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, stop_handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with_reconnect(lambda: ensure_job_tables(selected), say=say)
         with WorkerSession(tables, heartbeat_timeout, result.work) as me:
@@ -963,6 +961,8 @@ def _round(
             remaining = None if max_jobs is None else max_jobs - result.done
             if remaining is not None and remaining <= 0:
                 break
+            if kind == "gpu" and "deeplabcut" not in sys.modules and _ready(table, restriction, part):
+                _preload_deeplabcut()
             out = table.populate(
                 *[r for r in (restriction, part) if r],
                 reserve_jobs=True,
@@ -976,6 +976,48 @@ def _round(
         if worked:
             break
     return worked, _next_scheduled(selected)
+
+
+def stop_handler(signum, frame) -> None:
+    """Stop the worker on SIGTERM/SIGINT by raising SystemExit, but never in the middle of an import.
+
+    An exception raised while a C extension (torch) initialises can abort the whole process
+    (exit by SIGABRT, no clean-up); inside an import the signal is sent again 0.5 s later.
+    """
+    if _importing(frame):
+        threading.Timer(0.5, os.kill, (os.getpid(), signum)).start()
+        return
+    raise SystemExit(f"signal {signum}")  # DataJoint records it as "SystemExit: ..."
+
+
+def _importing(frame) -> bool:
+    """Whether ``frame`` (where a signal arrived) is inside an import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _ready(table, restriction, part) -> bool:
+    """Whether some key of ``table`` (within the restrictions) waits to be computed."""
+    todo = table.key_source
+    for condition in (restriction, part):
+        if condition:
+            todo = todo & condition
+    return bool(todo - table)
+
+
+def _preload_deeplabcut() -> None:
+    """Import DeepLabCut (and torch) before a GPU job is reserved, not inside its ``make``.
+
+    Inside ``populate`` DataJoint's own SIGTERM handler raises at once, and an exception in the
+    middle of torch's import can abort the process; out here :func:`worker`'s handler waits for
+    the import to finish.
+    """
+    from . import dlc
+
+    dlc._import_deeplabcut()
 
 
 def _work_may_come(selected, restriction, me) -> bool:
