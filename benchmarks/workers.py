@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -139,6 +140,22 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wdlc-bench-workers-"))
     configure(args.backend, workdir)
     os.environ.setdefault("WORKFLOW_DLC_MAX_RETRIES", "0")
+    try:
+        measure(args, counts, parts)
+    finally:  # the trials write gigabytes: leave nothing behind
+        from workflow_deeplabcut import database
+        from workflow_deeplabcut.pipeline import SCHEMAS
+
+        for module in reversed(list(SCHEMAS.values())):
+            module.schema.drop(prompt=False)
+        if args.backend == "embedded":
+            database.stop_embedded(workdir / "pgdata")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def measure(args, counts: list[int], parts: list[str]) -> None:
+    """Seed, run the interleaved trials and print the tables."""
     from workflow_deeplabcut import synthetic
     from workflow_deeplabcut.pipeline import lab, model, subject
     from workflow_deeplabcut.settings import get_settings
@@ -214,11 +231,6 @@ def main() -> int:
         f"per job: store {store / 1e6:.2f} MB ({store / cells:.1f} bytes per frame × body part), "
         f"database {db / 1e3:.1f} kB; DeepLabCut's own output {input_bytes / 1e6:.2f} MB"
     )
-    from workflow_deeplabcut.pipeline import SCHEMAS
-
-    for module in reversed(list(SCHEMAS.values())):
-        module.schema.drop(prompt=False)
-    return 0
 
 
 if __name__ == "__main__":
