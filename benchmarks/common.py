@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -38,6 +39,20 @@ def configure(backend: str, workdir: Path) -> None:
     )
     if backend != "embedded":
         os.environ.update(SERVERS[backend])
+
+
+def worker_command(*args: str) -> list[str]:
+    """The command line of one ``workflow-deeplabcut worker --once`` on PoseEstimation jobs."""
+    return [
+        sys.executable,
+        "-m",
+        "workflow_deeplabcut.cli",
+        "worker",
+        "--once",
+        "--table",
+        "PoseEstimation",
+        *args,
+    ]
 
 
 def timed(fn, repeat: int, setup=None) -> list[float]:

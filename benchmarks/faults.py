@@ -36,6 +36,9 @@ import time
 import uuid
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import worker_command  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["nose", "left_ear", "right_ear"]
 
@@ -207,18 +210,7 @@ class Site:
 
     def start_worker(self, *args) -> subprocess.Popen:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "workflow_deeplabcut.cli",
-                "worker",
-                "--once",
-                "--table",
-                "PoseEstimation",
-                "--sleep",
-                "0.5",
-                *args,
-            ],
+            worker_command("--sleep", "0.5", *args),
             env=self.env(),
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import configure, seed_load_task, seed_model  # noqa: E402
+from common import configure, seed_load_task, seed_model, worker_command  # noqa: E402
 
 PARTS = [f"part{i}" for i in range(40)]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,16 +101,7 @@ def seed(session_key: dict, outputs: list[str], frames: int) -> None:
 
 def trial(k: int, session_key: dict, env: dict) -> float:
     when = session_key["session_datetime"].strftime("%Y-%m-%d %H:%M:%S")
-    command = [
-        sys.executable,
-        "-m",
-        "workflow_deeplabcut.cli",
-        "worker",
-        "--once",
-        "--table",
-        "PoseEstimation",
-    ]
-    command += ["--key", f"session_datetime={when}", "--sleep", "1"]
+    command = worker_command("--key", f"session_datetime={when}", "--sleep", "1")
     start = time.perf_counter()
     procs = [
         subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
