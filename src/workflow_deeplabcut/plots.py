@@ -154,7 +154,8 @@ def labeled_video(
     tracks : dict
         ``{label: {"x", "y", "likelihood"}}`` over the whole recording.
     path : Path
-        Output ``.mp4`` (MPEG-4 Part 2, readable everywhere without extra codecs).
+        Output ``.mp4``: H.264 (yuv420p, index at the front), which browsers play and seek,
+        so the dashboard can show it; MPEG-4 Part 2 where PyAV lacks libx264.
     pcutoff : float
         Points below this likelihood are not drawn.
     start, nframes : int
@@ -169,8 +170,6 @@ def labeled_video(
     int
         Number of frames written.
     """
-    import fractions
-
     import av
     import cv2
 
@@ -182,7 +181,7 @@ def labeled_video(
     written = 0
     frame_number = 0
     tmp = path.with_suffix(".partial.mp4")
-    with av.open(str(tmp), mode="w") as out:
+    with av.open(str(tmp), mode="w", options={"movflags": "+faststart"}) as out:
         stream = None
         for video in videos:
             if frame_number >= stop:
@@ -197,12 +196,7 @@ def labeled_video(
                         if turn:  # draw on the frame as displayed (and as DeepLabCut analysed it)
                             image = np.ascontiguousarray(np.rot90(image, k=turn // 90))
                         if stream is None:
-                            stream = out.add_stream(
-                                "mpeg4", rate=fractions.Fraction(fps).limit_denominator(1001)
-                            )
-                            stream.width, stream.height = image.shape[1], image.shape[0]
-                            stream.pix_fmt = "yuv420p"
-                            stream.options = {"qscale": "3"}
+                            stream = _video_stream(out, fps, image.shape[1], image.shape[0])
                         for label, t in tracks.items():
                             x, y, lk = (
                                 t["x"][frame_number],
@@ -218,6 +212,15 @@ def labeled_video(
                                     -1,
                                     cv2.LINE_AA,
                                 )
+                        if image.shape[:2] != (stream.height, stream.width):  # yuv420p: even sides
+                            image = np.pad(
+                                image,
+                                (
+                                    (0, stream.height - image.shape[0]),
+                                    (0, stream.width - image.shape[1]),
+                                    (0, 0),
+                                ),
+                            )
                         for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                             out.mux(packet)
                         written += 1
@@ -230,3 +233,23 @@ def labeled_video(
         raise ValueError(f"No frames in range [{start}, {stop}) of the recording ({total} frames).")
     tmp.replace(path)  # a finished file or none: never a truncated one under the final name
     return written
+
+
+def _video_stream(out, fps: float, width: int, height: int):
+    """Add the labeled video's stream: H.264 when PyAV has libx264, else MPEG-4 Part 2."""
+    import fractions
+
+    import av
+
+    rate = fractions.Fraction(fps).limit_denominator(1001)
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception:  # a PyAV build without x264: playable by desktop players, not browsers
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.options = {"qscale": "3"}
+    else:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.options = {"crf": "18", "preset": "veryfast"}
+    stream.width, stream.height = width + width % 2, height + height % 2
+    stream.pix_fmt = "yuv420p"
+    return stream
