@@ -38,4 +38,8 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   echo "installing SLURM and munge (tests/test_slurm.py starts a one-node cluster)"
   apt_install slurm-wlm munge || echo "SLURM could not be installed; tests/test_slurm.py will fail in CI"
 fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's Chromium (tests/test_dashboard.py drives it with Playwright)"
+  apt_install chromium || echo "Chromium could not be installed; the dashboard's browser test will fail in CI"
+fi
 echo "database servers: PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306 answer"

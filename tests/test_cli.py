@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -57,6 +59,12 @@ def run_cli(*args, timeout=900):
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.dlc
 def test_demo_runs_then_reuses(workdir):
     prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "demo_"  # this run's own: runs may share a server
@@ -87,6 +95,40 @@ def test_demo_runs_then_reuses(workdir):
     assert "Training a small" in second.stdout  # the step is visited...
     assert "Generating a synthetic video" not in second.stdout  # ...but nothing is remade
     assert "Saving results" not in second.stdout  # DeepLabCut did not run again
+    import av
+
+    (video,) = (workdir / "demo" / "processed").rglob("*_labeled0.mp4")
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"  # browsers play it
+    # The printed dashboard command serves the demo's session, with its labeled video.
+    (line,) = [line for line in second.stdout.splitlines() if line.startswith("See it in the browser:")]
+    command = line.split(":", 1)[1].split("(")[0].split()
+    assert command[:3] == ["workflow-deeplabcut", "serve", "--demo"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "workflow_deeplabcut.cli", *command[1:], "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        import httpx
+
+        page = None
+        for _ in range(300):
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/sessions?subject=demo-mouse")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.2)
+        assert page is not None and page.status_code == 200
+        link = re.search(r'href="(/session\?[^"]+)"', page.text).group(1).replace("&amp;", "&")
+        session_page = httpx.get(f"http://127.0.0.1:{port}{link}")
+        src = re.search(r'<video[^>]+src="([^"]+)"', session_page.text).group(1)
+        assert httpx.get(f"http://127.0.0.1:{port}{src}").content == video.read_bytes()
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 @pytest.fixture

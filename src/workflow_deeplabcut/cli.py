@@ -98,7 +98,7 @@ def demo(
 
     Example: workflow-deeplabcut demo --fresh
     """
-    from .demo import run_demo
+    from .demo import DEMO_PREFIX, run_demo
 
     report = run_demo(
         directory,
@@ -127,10 +127,18 @@ def demo(
     console.print(f"Trajectory plot: {report.plot}")
     for name, path in report.qc_plots.items():
         console.print(f"QC picture ({name}): {path}")
+    console.print(f"Labeled video: {report.labeled_video}")
     console.print(f"NWB file: {report.nwb}")
     console.print(f"nwbinspector: {report.nwb_critical} critical")
     console.print(f"DeepLabCut outputs: {report.output_dir}")
     console.print(f"Demo data: {report.directory}")
+    command = "workflow-deeplabcut serve --demo" + (f" --directory {report.directory}" if directory else "")
+    command += f" --prefix {prefix}" if prefix != DEMO_PREFIX else ""
+    console.print(
+        f"See it in the browser: {command}  (then open http://127.0.0.1:8050/)",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 @command(db_app, "status")
@@ -640,6 +648,48 @@ def diagram(output: Path = typer.Argument(Path("pipeline.svg"), help="A .svg, .p
     path = export.write_diagram(output)
     note = " (Graphviz's dot was not found: Mermaid text instead)" if path.suffix != output.suffix else ""
     console.print(f"wrote {path}{note}")
+
+
+@command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; any other than loopback needs a token."),
+    port: int = typer.Option(8050, min=1, max=65535, help="TCP port."),
+    token: str = typer.Option(
+        None,
+        envvar="WORKFLOW_DLC_DASHBOARD_TOKEN",
+        help="Token every request must carry [default: none on loopback, else generated and printed once].",
+    ),
+    demo: bool = typer.Option(False, "--demo", help="Show the demo's data (its prefix and folders)."),
+    directory: Path = typer.Option(None, help="The demo's folder, with --demo [default: as `demo`]."),
+    prefix: str = typer.Option(None, help="Schema prefix [default: the setting; with --demo, the demo's]."),
+) -> None:
+    """Serve the read-only web dashboard: status, sessions, trajectories, QC, videos, models.
+
+    Example: workflow-deeplabcut serve --demo   (then open http://127.0.0.1:8050/)
+    """
+    import logging
+
+    from . import settings
+    from .dashboard.app import serve as run_server
+
+    if demo:
+        from .demo import DEMO_PREFIX, default_directory
+
+        folder = Path(directory or default_directory()).expanduser().resolve()
+        settings.configure(
+            prefix=prefix or DEMO_PREFIX,
+            root_data_dirs=[folder / "raw"],
+            processed_data_dir=folder / "processed",
+        )
+    elif prefix:
+        settings.configure(prefix=prefix)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log = logging.getLogger("workflow_deeplabcut.dashboard")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    run_server(host, port, token, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
 
 
 def main() -> None:

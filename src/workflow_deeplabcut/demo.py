@@ -70,6 +70,7 @@ class DemoReport:
     distance: float | None = None  # cm travelled by the centroid
     qc: dict = field(default_factory=dict)  # body part -> fraction below p-cutoff
     qc_plots: dict = field(default_factory=dict)
+    labeled_video: Path | None = None
     nwb: Path | None = None
     nwb_critical: int | None = None
 
@@ -205,6 +206,9 @@ def run_demo(
     say("Quality control: metrics and pictures (qc.PoseQC, qc.QCPlots)")
     _populate(qc.PoseQC, pose_key)
     _populate(qc.QCPlots, pose_key)
+    say("Drawing the estimate onto the video (qc.LabeledVideo, H.264: the dashboard plays it)")
+    qc.LabeledVideoTask.insert1({**pose_key, "labeled_video_idx": 0}, skip_duplicates=True)
+    _populate(qc.LabeledVideo, pose_key)
 
     report = DemoReport(directory=directory)
     from . import nwb
@@ -224,6 +228,7 @@ def run_demo(
         r["body_part"]: r["fraction_below_pcutoff"] for r in (qc.PoseQC.BodyPart & qc_key).to_dicts()
     }
     report.qc_plots = qc.QCPlots.paths(qc_key)
+    report.labeled_video = qc.LabeledVideo.path({**pose_key, "labeled_video_idx": 0})
     evaluation = (model.ModelEvaluation & {"model_name": model_name}).fetch1()
     report.train_error, report.test_error = evaluation["train_error"], evaluation["test_error"]
     trajectory = model.PoseEstimation.get_trajectory(pose_key)
@@ -247,6 +252,7 @@ def run_demo(
         "postprocess.Kinematics": postprocess.Kinematics,
         "qc.PoseQC": qc.PoseQC,
         "qc.QCPlots": qc.QCPlots,
+        "qc.LabeledVideo": qc.LabeledVideo,
     }.items():
         report.tables[name] = len(table.keys())
     return report

@@ -44,18 +44,11 @@ def write_diagram(path: str | Path) -> Path:
     Without Graphviz's ``dot`` program, an SVG/PNG request writes Mermaid text next to it
     (``<name>.mmd``) instead. Returns the file written.
     """
-    import datajoint as dj
-
-    from .pipeline import SCHEMAS
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png", ".mmd"):
         raise ValueError(f"{path.name}: choose .svg, .png or .mmd (Mermaid text).")
-    diagram = None
-    for module in SCHEMAS.values():
-        part = dj.Diagram(module.schema, context=dict(SCHEMAS))  # names read "lab.User", not "module.User"
-        diagram = part if diagram is None else diagram + part
+    diagram = pipeline_diagram()
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix != ".mmd" and shutil.which("dot") is None:
         path = path.with_suffix(".mmd")
@@ -67,3 +60,16 @@ def write_diagram(path: str | Path) -> Path:
     else:
         path.write_bytes(diagram.make_png().getvalue())
     return path
+
+
+def pipeline_diagram():
+    """Return the ``datajoint.Diagram`` of every schema of the pipeline, tables named ``schema.Table``."""
+    import datajoint as dj
+
+    from .pipeline import SCHEMAS
+
+    diagram = None
+    for module in SCHEMAS.values():
+        part = dj.Diagram(module.schema, context=dict(SCHEMAS))  # names read "lab.User", not "module.User"
+        diagram = part if diagram is None else diagram + part
+    return diagram
