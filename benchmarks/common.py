@@ -83,7 +83,7 @@ def seed_model(parts: list[str], name: str = "bench") -> None:
             "trainingsetindex": 0,
             "scorer": "bench",
             "config_template": {},
-            "project_path": "bench-project",
+            "project_path": f"{name}-project",
         }
     )
     model.Model.BodyPart.insert([{"model_name": name, "body_part": p} for p in parts])
