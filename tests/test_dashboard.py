@@ -421,6 +421,36 @@ def _wait_js(page, expression: str, timeout: int = 30_000) -> None:
         time.sleep(0.05)
 
 
+def test_serve_on_a_fresh_database(pipeline):
+    """Nothing run yet: no job tables, no rows. The read-only server still shows every page."""
+    import datajoint as dj
+    import httpx
+
+    from workflow_deeplabcut.pipeline import SCHEMAS
+
+    prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "fresh_"
+    os.environ["WORKFLOW_DLC_PREFIX"], saved = prefix, os.environ["WORKFLOW_DLC_PREFIX"]
+    try:
+        proc, port, log = _start_serve()
+    finally:
+        os.environ["WORKFLOW_DLC_PREFIX"] = saved
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for path, text in (
+            ("/", "No worker is running."),
+            ("/sessions", "No session matches."),
+            ("/models", "No model"),
+        ):
+            response = httpx.get(base + path)
+            assert response.status_code == 200 and text in response.text, (path, log.read_text())
+        assert httpx.get(f"{base}/api/overview").json()["tables"]
+    finally:
+        _stop(proc)
+        conn = pipeline.lab.schema.connection
+        for name in reversed(list(SCHEMAS)):
+            dj.Schema(prefix + name, connection=conn, create_schema=False).drop(prompt=False)
+
+
 def _nonblank(path: Path) -> float:
     pixels = np.asarray(Image.open(path).convert("L"), dtype=float)
     return pixels.std()
@@ -526,6 +556,14 @@ def test_dashboard_in_a_real_browser(pipeline, dash, browser):
         assert 0 < points <= 2 * 3 * dash["spec"].n_frames
         page.screenshot(path=ARTIFACTS / "session.png", full_page=True)
         html.append(page.content())
+
+        # Body-part toggle: a click on the legend hides that part's x, y and likelihood traces.
+        section.locator("g.legend g.traces").filter(has_text="tail").locator("rect.legendtoggle").click()
+        hidden = (
+            "document.querySelector('section.estimation .plot').data.filter(t => t.legendgroup === 'tail')"
+        )
+        _wait_js(page, f"{hidden}.every(t => t.visible === 'legendonly')")
+        assert page.evaluate(f"{hidden}.length") == 3
 
         # Zoom: the plot asks for the visible window only.
         page.evaluate(

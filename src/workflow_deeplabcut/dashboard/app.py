@@ -414,7 +414,7 @@ def serve(host: str = "127.0.0.1", port: int = 8050, token: str | None = None, s
     """
     import uvicorn
 
-    from .. import database
+    from .. import database, processing
     from ..pipeline import activate
 
     token = token or None  # an empty setting is no token
@@ -423,6 +423,9 @@ def serve(host: str = "127.0.0.1", port: int = 8050, token: str | None = None, s
     if generated:
         token = secrets.token_urlsafe(24)
     activate()
+    # DataJoint declares a jobs table at its first access: declare them now, as any command
+    # does, so that the read-only connection never has to.
+    processing.ensure_job_tables(processing.select_tables())
     make_read_only(database.connect())
     app = create_app(token=token, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
     shown = socket.gethostname() if host in ("0.0.0.0", "::") else host  # all addresses: name one

@@ -154,6 +154,8 @@ def sessions(filters: SessionFilter) -> dict:
         qc.PoseQC.proj("fraction_below_pcutoff").to_dicts(),
         columns=[*session_cols, "recording_id", "model_name", "qc_paramset_idx", "fraction_below_pcutoff"],
     )
+    for table in (recordings, estimations, quality):  # typed even when empty, for the joins
+        table["session_datetime"] = pd.to_datetime(table["session_datetime"])
     models = sorted(set(estimations["model_name"]))
     subjects = sorted(set(frame["subject"]))
 
