@@ -113,6 +113,15 @@ def pytest_unconfigure(config):
         shutil.rmtree(_WORKDIR, ignore_errors=True)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def insert_model_row(pipeline, name: str, parts: list[str]) -> str:
     """Register a DeepLabCut model by its row alone (no project): enough for load-mode tasks."""
     model = pipeline.model

@@ -3,14 +3,13 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, free_port
 from typer.testing import CliRunner
 
 from workflow_deeplabcut.cli import app
@@ -59,12 +58,6 @@ def run_cli(*args, timeout=900):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.dlc
 def test_demo_runs_then_reuses(workdir):
     prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "demo_"  # this run's own: runs may share a server
@@ -104,7 +97,7 @@ def test_demo_runs_then_reuses(workdir):
     (line,) = [line for line in second.stdout.splitlines() if line.startswith("See it in the browser:")]
     command = line.split(":", 1)[1].split("(")[0].split()
     assert command[:3] == ["workflow-deeplabcut", "serve", "--demo"]
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "workflow_deeplabcut.cli", *command[1:], "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BACKEND, IN_CI, PROJECT_ROOT
+from conftest import BACKEND, IN_CI, PROJECT_ROOT, free_port
 from PIL import Image
 
 from workflow_deeplabcut.dashboard import data
@@ -342,14 +342,8 @@ def test_token_and_host_rules(pipeline, dash):
 
 
 # ------------------------------------------------------------------------------ serve + a real browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_serve(*args: str) -> tuple[subprocess.Popen, int, Path]:
-    port = _free_port()
+    port = free_port()
     log = Path(os.environ["WORKFLOW_DLC_PROCESSED_DIR"]).parent / f"serve-{port}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "workflow_deeplabcut.cli", "serve", "--port", str(port), *args],

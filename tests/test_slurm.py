@@ -14,14 +14,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, PROJECT_ROOT, insert_load_task, insert_model_row
+from conftest import IN_CI, PROJECT_ROOT, free_port, insert_load_task, insert_model_row
 from typer.testing import CliRunner
 
 from workflow_deeplabcut import synthetic
@@ -30,12 +29,6 @@ from workflow_deeplabcut.cli import app
 PARTS = ["nose", "left_ear", "right_ear"]
 DONE = re.compile(r"worker finished: (\d+) job\(s\) done \((\d+) GPU work, (\d+) CPU work; took (\w+) work\)")
 runner = CliRunner()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +43,8 @@ def cluster(workdir):
     script = PROJECT_ROOT / "scripts" / "slurm-local.sh"
     env = {
         **os.environ,
-        "WDLC_SLURMCTLD_PORT": str(_free_port()),
-        "WDLC_SLURMD_PORT": str(_free_port()),
+        "WDLC_SLURMCTLD_PORT": str(free_port()),
+        "WDLC_SLURMD_PORT": str(free_port()),
     }
     started = subprocess.run(
         ["bash", str(script), "start", str(folder)], env=env, capture_output=True, text=True
