@@ -78,7 +78,10 @@ def dash(pipeline, new_session, camera, raw_root):
                 "shuffle": 1,
                 "trainingsetindex": 0,
                 "scorer": f"DLC_dash{iteration}",
-                "config_template": {"skeleton": [["head", "tail"]], "pcutoff": 0.4},
+                "config_template": {
+                    "skeleton": [["head", "tail"], ["bodypart1", "bodypart2"]],
+                    "pcutoff": 0.4,
+                },
                 "project_path": "dashproj-project",
             }
         )
@@ -211,6 +214,10 @@ def test_pages_answer_and_show_the_rows(pipeline, dash, client):
     assert "_labeled0.mp4" in session.text
     models = client.get("/models")
     assert all(name in models.text for name in ("dash-iter0", "dash-iter1", "9.25", "3.75", "head–tail"))
+    assert (
+        "bodypart1" not in models.text
+        and "1 edge(s) of config.yaml name parts this model lacks" in models.text
+    )
     assert client.get("/session?subject=nobody&session_datetime=2020-01-01T00:00:00").status_code == 404
     assert client.get("/static/plotly.min.js").headers["content-type"].startswith("text/javascript")
     csv = client.get(f"/download/trajectory.csv?{urlencode(data.url_params(dash['key']))}")

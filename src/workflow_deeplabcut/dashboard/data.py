@@ -472,6 +472,10 @@ def models() -> list[dict]:
     ):
         template = m.get("config_template") or {}
         paramset = params.get(m.get("paramset_idx"))
+        body_parts = sorted(parts.get(m["model_name"], []))
+        # DeepLabCut's new projects carry a placeholder skeleton (bodypart1-bodypart2, ...).
+        edges = [list(pair) for pair in (template.get("skeleton") or []) if len(pair) == 2]
+        skeleton = [pair for pair in edges if set(pair) <= set(body_parts)]
         out.append(
             {
                 **{
@@ -482,8 +486,9 @@ def models() -> list[dict]:
                     k: m[k]
                     for k in ("snapshotindex", "engine", "scorer", "project_path", "model_description")
                 },
-                "body_parts": sorted(parts.get(m["model_name"], [])),
-                "skeleton": [list(pair) for pair in (template.get("skeleton") or [])],
+                "body_parts": body_parts,
+                "skeleton": skeleton,
+                "skeleton_foreign": len(edges) - len(skeleton),
                 "pcutoff": template.get("pcutoff"),
                 "paramset_desc": paramset["paramset_desc"] if paramset else "",
                 "params": json.dumps(paramset["params"], indent=1, sort_keys=True, default=str)
