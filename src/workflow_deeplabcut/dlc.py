@@ -37,9 +37,12 @@ TRAINING_OPTIONS = {
     "seed": "random seed for weights and training (default 42)",
     "init_weights": "'random' (default, offline) or a snapshot .pt path relative to a data root",
     "pytorch_cfg_updates": "dict of dotted pytorch_config.yaml keys to values",
+    "dataloader_workers": "data-loading worker processes (default: on a GPU, cores - 1 up to 8; on CPU 0)",
 }
 SINGLE_INDIVIDUAL = "individual_0"
 RUN_RECORD = ".workflow_dlc_run.json"
+#: Inference engines a pose estimation task can ask for (``engine`` in its params).
+ENGINES = ("auto", "workflow", "deeplabcut")
 
 
 class DLCConfigError(DeepLabCutError):
@@ -276,6 +279,39 @@ def _random_init(pytorch_cfg_path: Path, seed: int) -> Path:
     return path
 
 
+def loader_settings(device: str | None, workers: int | None = None, cores: int | None = None) -> dict:
+    """DeepLabCut's data-loader settings for training on ``device``.
+
+    DeepLabCut loads and augments training images in the training process by default
+    (``dataloader_workers: 0``): on a GPU the model then waits for the CPU. On a GPU we use
+    ``cores - 1`` workers (at most 8) and pinned memory; on a CPU the workers would compete
+    with the training itself for the same cores, so none.
+
+    Parameters
+    ----------
+    device : str
+        ``auto``, ``cpu``, ``cuda``... as given to training.
+    workers : int, optional
+        Asked-for worker count (overrides the default).
+    cores : int, optional
+        CPU cores available; default those this process may use.
+    """
+    gpu = device not in ("cpu",) and (device != "auto" or _cuda_available())
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers is None:
+        workers = min(8, max(cores - 1, 0)) if gpu else 0
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise DLCConfigError(f"dataloader_workers must be a whole number >= 0, not {workers!r}.")
+    return {"train_settings.dataloader_workers": workers, "train_settings.dataloader_pin_memory": bool(gpu)}
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def set_dotted(config: dict, key: str, value) -> None:
     """Set ``config["a"]["b"] = value`` for the dotted key ``"a.b"`` (creating levels)."""
     *path, last = key.split(".")
@@ -354,7 +390,9 @@ def train(
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
 
     seed = int(params.get("seed", 42))
-    updates = {"train_settings.seed": seed}
+    updates = {"train_settings.seed": seed} | loader_settings(
+        params.get("device", "auto"), params.get("dataloader_workers")
+    )
     if params.get("backbone"):
         updates |= _backbone_updates(read_config_as_dict(pytorch_cfg_path), params["backbone"])
     updates |= dict(params.get("pytorch_cfg_updates") or {})
@@ -516,17 +554,36 @@ def analyze(
     A record of the inputs (``.workflow_dlc_run.json``) is written next to the outputs; when
     it matches and the outputs exist, DeepLabCut is not run again.
 
+    ``params`` are ``analyze_videos`` keyword arguments plus ``engine``: ``auto`` (default)
+    runs our batched engine (:mod:`.inference`, same model and output files) where it covers
+    the model and options, and ``analyze_videos`` otherwise, saying why in the log;
+    ``workflow`` insists on our engine; ``deeplabcut`` always runs ``analyze_videos``.
+
     Returns
     -------
     bool
-        True if DeepLabCut ran, False if earlier outputs were reused.
+        True if inference ran, False if earlier outputs were reused.
+
+    Raises
+    ------
+    DLCConfigError
+        For an unknown ``engine``, or ``engine='workflow'`` with a model or option it does
+        not cover.
     """
     params = dict(params or {})
+    engine = params.pop("engine", "auto")
+    if engine not in ENGINES:
+        raise DLCConfigError(f"engine must be one of {ENGINES}, not {engine!r} (pose estimation params).")
     path = relocate_project(config)
     cfg = read_config(path)
     snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
     # The snapshot itself is hashed; project_path and snapshotindex change without changing results.
-    signature = run_signature(cfg | {"project_path": None, "snapshotindex": None}, snapshot, videos, params)
+    signature = run_signature(
+        cfg | {"project_path": None, "snapshotindex": None},
+        snapshot,
+        videos,
+        params if engine == "auto" else params | {"engine": engine},
+    )
     record = output_dir / RUN_RECORD
     if record.exists() and json.loads(record.read_text()).get("signature") == signature:
         try:
@@ -537,20 +594,58 @@ def analyze(
     safe_io.check_snapshot(snapshot)
     output_dir.mkdir(parents=True, exist_ok=True)
     deeplabcut = _import_deeplabcut()
-    # The snapshot is passed explicitly: config.yaml is shared by every worker and is not edited.
-    deeplabcut.analyze_videos(
-        str(path),
-        [str(v) for v in videos],
-        shuffle=shuffle,
-        trainingsetindex=trainingsetindex,
-        modelprefix=modelprefix,
-        destfolder=str(output_dir),
-        overwrite=True,
-        snapshot_index=snapshotindex,
-        **params,
+    ran = "deeplabcut"
+    if engine != "deeplabcut":
+        from . import inference
+
+        reason = inference.unsupported_reason(
+            read_model_config(cfg, shuffle, trainingsetindex, modelprefix), cfg, params
+        )
+        if reason is None:
+            inference.analyze_videos(
+                path,
+                videos,
+                output_dir,
+                shuffle=shuffle,
+                trainingsetindex=trainingsetindex,
+                snapshotindex=snapshotindex,
+                modelprefix=modelprefix,
+                **params,
+            )
+            ran = "workflow"
+        elif engine == "workflow":
+            raise DLCConfigError(f"engine 'workflow' does not cover this model: {reason}. Use engine 'auto'.")
+        else:
+            logger.warning("Running DeepLabCut's analyze_videos, not our engine: %s.", reason)
+    if ran == "deeplabcut":
+        # The snapshot is passed explicitly: config.yaml is shared by every worker and is not edited.
+        deeplabcut.analyze_videos(
+            str(path),
+            [str(v) for v in videos],
+            shuffle=shuffle,
+            trainingsetindex=trainingsetindex,
+            modelprefix=modelprefix,
+            destfolder=str(output_dir),
+            overwrite=True,
+            snapshot_index=snapshotindex,
+            **params,
+        )
+    record.write_text(
+        json.dumps({"signature": signature, "snapshot": snapshot.name, "engine": ran}, indent=1)
     )
-    record.write_text(json.dumps({"signature": signature, "snapshot": snapshot.name}, indent=1))
     return True
+
+
+def read_model_config(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> dict:
+    """Read a shuffle's ``train/pytorch_config.yaml`` as a plain dict."""
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+
+    path = model_folder(cfg, shuffle, trainingsetindex, modelprefix) / "train" / "pytorch_config.yaml"
+    if not path.is_file():
+        raise DLCConfigError(
+            f"{path} is missing: shuffle {shuffle} was not created or trained in this project."
+        )
+    return read_config_as_dict(path)
 
 
 @dataclass
