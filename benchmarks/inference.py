@@ -164,7 +164,8 @@ def main(argv=None) -> int:
     batch = args.batch or inference.choose_batch_size(loaded, height, width)
     dlc_batch = args.dlc_batch or batch
     print(
-        f"{video.name}: {nframes} frames {width}x{height}; device {loaded.device}; batch {batch} (DLC {dlc_batch})"
+        f"{video.name}: {nframes} frames {width}x{height}; device {loaded.device}; "
+        f"batch {batch} (DLC {dlc_batch})"
     )
 
     rows = {"analyze_videos": [], "engine": [], "engine_inner": [], "forward": []}

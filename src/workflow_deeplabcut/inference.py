@@ -366,7 +366,7 @@ def analyze_video(
 
 
 def output_frame(poses: np.ndarray, scorer: str, bodyparts: list[str]):
-    """The DataFrame DeepLabCut's ``create_df_from_prediction`` writes for single-animal poses."""
+    """Build the DataFrame DeepLabCut's ``create_df_from_prediction`` writes (single animal)."""
     import pandas as pd
 
     columns = pd.MultiIndex.from_product(
