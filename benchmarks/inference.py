@@ -207,7 +207,7 @@ def main(argv=None) -> int:
                     rows[part].append(nframes / (time.perf_counter() - start))
                     rows["engine_inner"].append(result[0].fps)
                 else:
-                    rows[part].append(forward_rate(loaded, video, batch, min(nframes, max(4 * batch, 256))))
+                    rows[part].append(forward_rate(loaded, video, batch, min(nframes, max(8 * batch, 512))))
             if gpu.mean is not None:
                 util[part].append(gpu.mean)
         a = pd.read_hdf(next((work / f"analyze_videos-{r}").glob("*.h5")))

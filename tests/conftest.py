@@ -52,6 +52,7 @@ collect_ignore = (
         "test_embedded_private.py",
         "test_faults.py",  # it starts its own MariaDB and PostgreSQL servers
         "test_openfield.py",
+        "test_inference.py",  # DeepLabCut against our engine: no backend in it
         "test_cli.py",
         "test_notebooks.py",
         *(["test_slurm.py"] if BACKEND != "mariadb" else []),

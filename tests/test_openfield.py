@@ -138,6 +138,32 @@ def test_inference_then_load(pipeline, project, inferred, camera):
     np.testing.assert_array_equal(model.PoseEstimation.get_trajectory(loaded_key).to_numpy(), traj.to_numpy())
 
 
+def test_pipeline_engine_equals_analyze_videos(pipeline, project, inferred, tmp_path):
+    """The pipeline ran our engine; DeepLabCut's analyze_videos gives the same file on this clip."""
+    import deeplabcut
+    import pandas as pd
+
+    out = pipeline.model.PoseEstimationTask.output_dir(inferred)
+    assert '"engine": "workflow"' in (out / dlc.RUN_RECORD).read_text()
+    snapshotindex = (pipeline.model.Model & {"model_name": "openfield"}).fetch1("snapshotindex")
+    clip = project / "videos" / "m3v1clip.mp4"
+    deeplabcut.analyze_videos(
+        str(project / "config.yaml"),
+        [str(clip)],
+        shuffle=1,
+        destfolder=str(tmp_path),
+        snapshot_index=snapshotindex,
+        device="cpu",
+        batch_size=8,
+    )
+    [theirs] = list(tmp_path.glob("m3v1clip*.h5"))
+    [ours] = dlc.find_outputs(out, ["m3v1clip"])
+    assert ours.name == theirs.name
+    a, b = pd.read_hdf(theirs), pd.read_hdf(ours)
+    assert a.columns.equals(b.columns) and a.index.equals(b.index)
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit-equal: same batches on CPU
+
+
 def test_postprocess_qc_and_nwb_on_real_output(pipeline, project, inferred, processed_root):
     """The real 640x480 output through the rest of the pipeline, driven by processing.run."""
     from pynwb import NWBHDF5IO
