@@ -89,11 +89,23 @@ def cut_clip(video: Path, frames: int, target: Path) -> Path:
     return target
 
 
-def forward_rate(loaded, video: Path, batch: int, frames: int) -> float:
-    """Frames/s of forward + get_predictions on frames already decoded, normalised and on the device."""
+VARIANTS = {
+    # name: (channels_last, cudnn_benchmark); cuDNN settings mean nothing on a CPU
+    "nchw": (False, False),
+    "nchw+bench": (False, True),
+    "cl+bench": (True, True),
+}
+
+
+def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "nchw") -> tuple[float, object]:
+    """Frames/s of forward + get_predictions on frames already decoded, normalised and on the device.
+
+    Returns the rate and the poses (to compare variants).
+    """
     import cv2
     import torch
 
+    channels_last, bench = VARIANTS[variant]
     cap = cv2.VideoCapture(str(video))
     images = []
     while len(images) < frames:
@@ -104,22 +116,30 @@ def forward_rate(loaded, video: Path, batch: int, frames: int) -> float:
     cap.release()
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().float().to(loaded.device)
     x = (x - loaded.mean) * loaded.inv_std
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    model = loaded.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     batches = [x[i : i + batch] for i in range(0, len(x), batch)]
 
     def sync():
         if loaded.device.type == "cuda":
             torch.cuda.synchronize(loaded.device)
 
-    with torch.inference_mode():
+    cudnn = torch.backends.cudnn
+    with (
+        torch.inference_mode(),
+        cudnn.flags(enabled=cudnn.enabled, benchmark=bench, allow_tf32=cudnn.allow_tf32),
+    ):
         for b in batches[:2]:  # warm-up (cuDNN algorithm choice, allocator)
-            loaded.model.get_predictions(loaded.model(b))
+            model.get_predictions(model(b))
         sync()
         start = time.perf_counter()
-        for b in batches:
-            poses = loaded.model.get_predictions(loaded.model(b))["bodypart"]["poses"]
-        poses.cpu()
+        poses = [model.get_predictions(model(b))["bodypart"]["poses"] for b in batches]
+        poses = torch.cat(poses).cpu()
         sync()
-        return len(x) / (time.perf_counter() - start)
+        rate = len(x) / (time.perf_counter() - start)
+    model.to(memory_format=torch.contiguous_format)
+    return rate, poses.numpy()
 
 
 def main(argv=None) -> int:
@@ -137,6 +157,9 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="cut a clip of the first N frames first")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line of results here")
+    parser.add_argument(
+        "--variants", default="nchw", help=f"comma-separated engine/forward variants of {sorted(VARIANTS)}"
+    )
     args = parser.parse_args(argv)
 
     import deeplabcut
@@ -168,14 +191,16 @@ def main(argv=None) -> int:
         f"batch {batch} (DLC {dlc_batch})"
     )
 
-    rows = {"analyze_videos": [], "engine": [], "engine_inner": [], "forward": []}
-    util = {"analyze_videos": [], "engine": [], "forward": []}
-    delta = None
+    variants = args.variants.split(",")
+    parts = ["analyze_videos", *(f"engine[{v}]" for v in variants), *(f"forward[{v}]" for v in variants)]
+    rows: dict[str, list[float]] = {p: [] for p in parts} | {f"engine_inner[{v}]": [] for v in variants}
+    util: dict[str, list[float]] = {p: [] for p in parts}
+    delta: dict = {}
     for r in range(args.rounds):
-        order = (
-            ["analyze_videos", "engine", "forward"] if r % 2 == 0 else ["forward", "engine", "analyze_videos"]
-        )
+        order = parts if r % 2 == 0 else list(reversed(parts))
+        forward_poses = {}
         for part in order:
+            variant = part[part.find("[") + 1 : -1] if "[" in part else None
             out = work / f"{part}-{r}"
             with GpuSampler() as gpu:
                 start = time.perf_counter()
@@ -192,8 +217,9 @@ def main(argv=None) -> int:
                         overwrite=True,
                     )
                     rows[part].append(nframes / (time.perf_counter() - start))
-                elif part == "engine":
+                elif part.startswith("engine"):
                     # A fresh model load each round, as analyze_videos does.
+                    channels_last, bench = VARIANTS[variant]
                     result = inference.analyze_videos(
                         args.config,
                         [video],
@@ -203,34 +229,55 @@ def main(argv=None) -> int:
                         snapshotindex=args.snapshotindex,
                         device=str(loaded.device),
                         batch_size=batch,
+                        channels_last=channels_last,
+                        cudnn_benchmark=bench,
                     )
                     rows[part].append(nframes / (time.perf_counter() - start))
-                    rows["engine_inner"].append(result[0].fps)
+                    rows[f"engine_inner[{variant}]"].append(result[0].fps)
                 else:
-                    rows[part].append(forward_rate(loaded, video, batch, min(nframes, max(8 * batch, 512))))
+                    n = min(nframes, max(8 * batch, 512))
+                    rate, forward_poses[variant] = forward_rate(loaded, video, batch, n, variant)
+                    rows[part].append(rate)
             if gpu.mean is not None:
                 util[part].append(gpu.mean)
         a = pd.read_hdf(next((work / f"analyze_videos-{r}").glob("*.h5")))
-        b = pd.read_hdf(next((work / f"engine-{r}").glob("*.h5")))
-        if not a.columns.equals(b.columns) or not a.index.equals(b.index):
-            print("OUTPUTS DIFFER in columns or index", file=sys.stderr)
-            return 1
         xy = a.columns.get_level_values("coords") != "likelihood"
-        diff = np.abs(a.to_numpy(np.float64) - b.to_numpy(np.float64))
-        delta = {"max_dxy_px": float(diff[:, xy].max()), "max_dlikelihood": float(diff[:, ~xy].max())}
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f} fps" for k, v in rows.items()) + f"; {delta}")
+        for v in variants:
+            b = pd.read_hdf(next((work / f"engine[{v}]-{r}").glob("*.h5")))
+            if not a.columns.equals(b.columns) or not a.index.equals(b.index):
+                print(f"OUTPUTS DIFFER in columns or index ({v})", file=sys.stderr)
+                return 1
+            diff = np.abs(a.to_numpy(np.float64) - b.to_numpy(np.float64))
+            delta[v] = {"max_dxy_px": float(diff[:, xy].max()), "max_dlikelihood": float(diff[:, ~xy].max())}
+        print(
+            f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rows.items()) + " fps", flush=True
+        )
 
     med = {k: statistics.median(v) for k, v in rows.items()}
-    ratio_dlc = statistics.median(e / d for e, d in zip(rows["engine"], rows["analyze_videos"], strict=True))
-    ratio_fwd = statistics.median(e / f for e, f in zip(rows["engine"], rows["forward"], strict=True))
-    ratio_inner = statistics.median(e / f for e, f in zip(rows["engine_inner"], rows["forward"], strict=True))
     print(f"median fps: {', '.join(f'{k} {v:.1f}' for k, v in med.items())}")
-    print(f"engine / analyze_videos (end to end, paired): {ratio_dlc:.2f}x")
-    print(f"engine / forward limit (end to end): {ratio_fwd:.2f}x; decode+inference only: {ratio_inner:.2f}x")
+    ratios = {}
+    for v in variants:
+        eng, inner = rows[f"engine[{v}]"], rows[f"engine_inner[{v}]"]
+        fwd = rows[f"forward[{v}]"]
+        ratios[v] = {
+            "engine_over_analyze_videos": statistics.median(
+                e / d for e, d in zip(eng, rows["analyze_videos"], strict=True)
+            ),
+            "engine_over_forward": statistics.median(e / f for e, f in zip(eng, fwd, strict=True)),
+            "engine_inner_over_forward": statistics.median(e / f for e, f in zip(inner, fwd, strict=True)),
+            "forward_over_nchw": statistics.median(
+                f / g for f, g in zip(fwd, rows[f"forward[{variants[0]}]"], strict=True)
+            ),
+        }
+        print(
+            f"[{v}] engine / analyze_videos (paired): {ratios[v]['engine_over_analyze_videos']:.2f}x; "
+            f"engine / forward limit: {ratios[v]['engine_over_forward']:.2f}x end to end, "
+            f"{ratios[v]['engine_inner_over_forward']:.2f}x decode+inference only; "
+            f"largest difference from analyze_videos: {delta[v]}"
+        )
     for part, values in util.items():
         if values:
             print(f"GPU utilisation during {part}: {statistics.fmean(values):.0f} %")
-    print(f"largest difference engine vs analyze_videos: {delta}")
     if args.json:
         record = {
             "video": video.name,
@@ -239,9 +286,7 @@ def main(argv=None) -> int:
             "batch": batch,
             "dlc_batch": dlc_batch,
             "median_fps": med,
-            "engine_over_analyze_videos": ratio_dlc,
-            "engine_over_forward": ratio_fwd,
-            "engine_inner_over_forward": ratio_inner,
+            "ratios": ratios,
             "gpu_util_mean": {k: statistics.fmean(v) for k, v in util.items() if v},
             "difference": delta,
         }

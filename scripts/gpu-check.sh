@@ -37,6 +37,6 @@ timeout "$TRAIN_TIMEOUT" "$PY" benchmarks/training_loader.py --config /tmp/of/co
   --epochs "$EPOCHS" --batch 8 --rounds "$TRAIN_ROUNDS" $TRAIN_ARGS --json "$OUT/results.jsonl" > "$OUT/training.log" 2>&1
 echo "training rc=$?"; grep -E "round|median|speed-up|GPU util|loader settings" "$OUT/training.log"
 timeout "$INFER_TIMEOUT" "$PY" benchmarks/inference.py --config /tmp/of/config.yaml \
-  --video /tmp/of/videos/m3v1mp4.mp4 --device cuda --dlc-batch 64 --rounds "$ROUNDS" $INFER_ARGS \
+  --video /tmp/of/videos/m3v1mp4.mp4 --device cuda --dlc-batch 64 --rounds "$ROUNDS" --variants "${VARIANTS:-nchw,nchw+bench,cl+bench}" $INFER_ARGS \
   --json "$OUT/results.jsonl" > "$OUT/inference.log" 2>&1
-echo "inference rc=$?"; grep -E "^m3v1|round|median|engine /|GPU util|largest|Error|error" "$OUT/inference.log" | tail -20
+echo "inference rc=$?"; grep -E "^m3v1|^round|median|engine /|GPU util|largest|Error|error" "$OUT/inference.log" | tail -24

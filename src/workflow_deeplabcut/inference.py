@@ -64,6 +64,8 @@ class LoadedModel:
     normalize: bool
     train_fraction: float
     autocast: bool = False  # pytorch_config's inference.autocast, as DeepLabCut's runner honours it
+    channels_last: bool = False  # NHWC activations (faster convolutions on some GPUs)
+    cudnn_benchmark: bool = False  # let cuDNN time its algorithms for our fixed frame size
     mean: object = field(default=None)  # float32 tensors on device, per RGB channel, x255
     inv_std: object = field(default=None)
 
@@ -134,8 +136,15 @@ def load_model(
     snapshotindex: int,
     modelprefix: str = "",
     device: str | None = "auto",
+    channels_last: bool = False,
+    cudnn_benchmark: bool | None = None,
 ) -> LoadedModel:
     """Build a shuffle's model with DeepLabCut's classes and load one snapshot's weights.
+
+    ``channels_last`` runs the model on NHWC activations; ``cudnn_benchmark`` (default: on
+    CUDA) lets cuDNN pick its fastest algorithms for the frame size. Both change the order
+    of floating-point sums, not the model: outputs stay within float32 rounding of
+    DeepLabCut's (they are bit-equal on CPU with both off, the CPU default).
 
     Raises
     ------
@@ -166,6 +175,8 @@ def load_model(
             "pytorch_config.yaml, or restore the config that trained it."
         ) from None
     model.to(dev).eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     inference = model_cfg["data"].get("inference") or {}
     loaded = LoadedModel(
         model=model,
@@ -177,6 +188,8 @@ def load_model(
         normalize=bool(inference.get("normalize_images")),
         train_fraction=loader.project_cfg["TrainingFraction"][trainingsetindex],
         autocast=bool(((model_cfg.get("inference") or {}).get("autocast") or {}).get("enabled")),
+        channels_last=channels_last,
+        cudnn_benchmark=dev.type == "cuda" if cudnn_benchmark is None else cudnn_benchmark,
     )
     # albumentations' Normalize: float32 mean*255 and float32 reciprocal of std*255.
     mean = np.array(IMAGENET_MEAN, dtype=np.float32) * np.float32(255.0)
@@ -212,7 +225,8 @@ def _predict(loaded: LoadedModel, frames_bgr):
     """Poses (B, individuals, K, 3) on the device from a (B, H, W, 3) uint8 BGR batch there."""
     # OpenCV decodes BGR; DeepLabCut's reader converts to RGB. DeepLabCut's batches reach the
     # model as contiguous NCHW float32: the same layout gives bit-equal outputs on CPU.
-    x = frames_bgr[..., [2, 1, 0]].permute(0, 3, 1, 2).contiguous().float()
+    x = frames_bgr[..., [2, 1, 0]].permute(0, 3, 1, 2)  # a channels-last view
+    x = (x if loaded.channels_last else x.contiguous()).float()
     if loaded.normalize:
         x = (x - loaded.mean) * loaded.inv_std
     if loaded.autocast:
@@ -321,8 +335,15 @@ def analyze_video(
             poses[first : first + n] = host.numpy()[:n, 0]
             done = max(done, first + n)
 
+    cudnn = torch.backends.cudnn
+    flags = cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=loaded.cudnn_benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=cudnn.allow_tf32,
+    )
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), flags:
             while True:
                 first, n, buf = decoder.full.get()
                 if n == -1:
@@ -447,6 +468,8 @@ def analyze_videos(
     device: str | None = "auto",
     save_as_csv: bool = False,
     loaded: LoadedModel | None = None,
+    channels_last: bool = False,
+    cudnn_benchmark: bool | None = None,
 ) -> list[VideoResult]:
     """Analyse videos back to back with one loaded model, writing DeepLabCut's output files.
 
@@ -473,6 +496,8 @@ def analyze_videos(
         Also write the ``.csv`` DeepLabCut writes with this option.
     loaded : LoadedModel, optional
         A model already loaded with :func:`load_model` (benchmarks reuse one).
+    channels_last, cudnn_benchmark : bool, optional
+        Layout and cuDNN settings (see :func:`load_model`).
 
     Returns
     -------
@@ -487,6 +512,8 @@ def analyze_videos(
             snapshotindex=snapshotindex,
             modelprefix=modelprefix,
             device=device,
+            channels_last=channels_last,
+            cudnn_benchmark=cudnn_benchmark,
         )
     results: list[VideoResult] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write") as writer:
