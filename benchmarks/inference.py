@@ -126,9 +126,11 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
             torch.cuda.synchronize(loaded.device)
 
     cudnn = torch.backends.cudnn
+    autocast = torch.autocast(device_type=loaded.device.type, enabled=loaded.autocast)
     with (
         torch.inference_mode(),
         cudnn.flags(enabled=cudnn.enabled, benchmark=bench, allow_tf32=cudnn.allow_tf32),
+        autocast,
     ):
         for b in batches[:2]:  # warm-up (cuDNN algorithm choice, allocator)
             model.get_predictions(model(b))
@@ -140,6 +142,21 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
         rate = len(x) / (time.perf_counter() - start)
     model.to(memory_format=torch.contiguous_format)
     return rate, poses.numpy()
+
+
+def set_autocast(config: Path, shuffle: int, trainingsetindex: int) -> None:
+    """Turn on mixed precision in the shuffle's pytorch_config.yaml, DeepLabCut's own option."""
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+    from ruamel.yaml import YAML
+
+    from workflow_deeplabcut import dlc
+
+    cfg = dlc.read_config(config)
+    path = dlc.model_folder(cfg, shuffle, trainingsetindex) / "train" / "pytorch_config.yaml"
+    model_cfg = read_config_as_dict(path)
+    model_cfg.setdefault("inference", {}).setdefault("autocast", {})["enabled"] = True
+    with open(path, "w") as fh:
+        YAML().dump(model_cfg, fh)
 
 
 def main(argv=None) -> int:
@@ -158,6 +175,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line of results here")
     parser.add_argument(
+        "--autocast",
+        action="store_true",
+        help="turn on the model's inference.autocast in pytorch_config.yaml (both engines honour it)",
+    )
+    parser.add_argument(
         "--variants", default="nchw", help=f"comma-separated engine/forward variants of {sorted(VARIANTS)}"
     )
     args = parser.parse_args(argv)
@@ -167,6 +189,8 @@ def main(argv=None) -> int:
 
     from workflow_deeplabcut import inference
 
+    if args.autocast:
+        set_autocast(args.config, args.shuffle, args.trainingsetindex)
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     video = args.video
     if args.frames:
@@ -289,6 +313,7 @@ def main(argv=None) -> int:
             "ratios": ratios,
             "gpu_util_mean": {k: statistics.fmean(v) for k, v in util.items() if v},
             "difference": delta,
+            "autocast": args.autocast,
         }
         with args.json.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
