@@ -161,6 +161,8 @@ def load_model(
     )
     snapshot = dlc_utils.get_model_snapshots(snapshotindex, loader.model_folder, loader.pose_task)[0]
     model_cfg = loader.model_cfg
+    if device is not None:
+        model_cfg["device"] = device  # as analyze_videos does: the _meta.pickle records it
     dev = resolve_device(device)
     model = PoseModel.build(model_cfg["model"])
     # weights_only: a snapshot is data; the file was vetted by safe_io.check_snapshot too.
