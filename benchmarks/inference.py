@@ -90,7 +90,9 @@ def cut_clip(video: Path, frames: int, target: Path) -> Path:
 
 
 VARIANTS = {
-    # name: (channels_last, cudnn_benchmark); cuDNN settings mean nothing on a CPU
+    # name: (channels_last, cudnn_benchmark); None: the engine's default for the device.
+    # cuDNN settings mean nothing on a CPU.
+    "default": (None, None),
     "nchw": (False, False),
     "nchw+bench": (False, True),
     "cl+bench": (True, True),
@@ -106,6 +108,9 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
     import torch
 
     channels_last, bench = VARIANTS[variant]
+    if channels_last is None:  # as inference.load_model resolves it
+        channels_last = loaded.device.type == "cpu"
+    bench = bool(bench)
     cap = cv2.VideoCapture(str(video))
     images = []
     while len(images) < frames:
@@ -180,7 +185,7 @@ def main(argv=None) -> int:
         help="turn on the model's inference.autocast in pytorch_config.yaml (both engines honour it)",
     )
     parser.add_argument(
-        "--variants", default="nchw", help=f"comma-separated engine/forward variants of {sorted(VARIANTS)}"
+        "--variants", default="default", help=f"comma-separated engine/forward variants of {sorted(VARIANTS)}"
     )
     args = parser.parse_args(argv)
 

@@ -46,16 +46,33 @@ def reference(trained, synthetic_project, synthetic_video, tmp_path_factory):
     return out
 
 
-def _engine(project, video, out, batch=BATCH):
+def _engine(project, video, out, batch=BATCH, channels_last=None):
     return inference.analyze_videos(
-        project, [video], out, shuffle=1, trainingsetindex=0, snapshotindex=-1, device="cpu", batch_size=batch
+        project,
+        [video],
+        out,
+        shuffle=1,
+        trainingsetindex=0,
+        snapshotindex=-1,
+        device="cpu",
+        batch_size=batch,
+        channels_last=channels_last,
     )
 
 
-@pytest.mark.parametrize("batch", [BATCH, 7])
-def test_engine_matches_analyze_videos(reference, synthetic_project, synthetic_video, tmp_path, batch):
-    """Same files, same numbers; with another batch size (7: a ragged last batch) too."""
-    [result] = _engine(synthetic_project, synthetic_video, tmp_path, batch)
+@pytest.mark.parametrize(
+    ("batch", "channels_last"),
+    [(BATCH, False), (BATCH, None), (7, None)],
+    ids=["same-batches-bit-equal", "default-layout", "ragged-batches"],
+)
+def test_engine_matches_analyze_videos(
+    reference, synthetic_project, synthetic_video, tmp_path, batch, channels_last
+):
+    """Same files, same numbers: bit-equal with DeepLabCut's layout and batches, else within rounding.
+
+    The default layout on CPU is channels-last (faster); batch 7 leaves a ragged last batch.
+    """
+    [result] = _engine(synthetic_project, synthetic_video, tmp_path, batch, channels_last)
     [theirs] = [p for p in reference.glob("*.h5")]
     assert result.h5.name == theirs.name  # same scorer in the name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in reference.iterdir())
@@ -65,8 +82,9 @@ def test_engine_matches_analyze_videos(reference, synthetic_project, synthetic_v
     xy = a.columns.get_level_values("coords") != "likelihood"
     diff = np.abs(a.to_numpy(np.float64) - b.to_numpy(np.float64))
     assert diff[:, xy].max() <= 0.01 and diff[:, ~xy].max() <= 1e-4, (diff[:, xy].max(), diff[:, ~xy].max())
-    if batch == BATCH:
-        np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit-equal at the same batch size
+    bit_equal = batch == BATCH and channels_last is False
+    if bit_equal:
+        np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
 
     ours, dlcs = _meta(tmp_path), _meta(reference)
     assert ours.keys() == dlcs.keys()
@@ -79,7 +97,7 @@ def test_engine_matches_analyze_videos(reference, synthetic_project, synthetic_v
     full_dlc = pickle.loads(next(reference.glob("*_full.pickle")).read_bytes())
     assert full_ours.keys() == full_dlc.keys()
     assert pickle.dumps(full_ours["metadata"]) == pickle.dumps(full_dlc["metadata"])  # holds arrays
-    if batch == BATCH:
+    if bit_equal:
         assert pickle.dumps(full_ours) == pickle.dumps(full_dlc)
 
 
@@ -154,9 +172,8 @@ def test_snapshot_that_does_not_fit_the_config(trained, synthetic_project, synth
 def test_engine_choice_and_fallback(trained, synthetic_project, synthetic_video, tmp_path, caplog):
     """auto runs ours where covered and analyze_videos (logged) where not; 'workflow' refuses."""
     common = {"shuffle": 1, "trainingsetindex": 0, "snapshotindex": -1}
-    assert dlc.analyze(
-        synthetic_project, [synthetic_video], tmp_path / "a", **common, params={"device": "cpu"}
-    )
+    ours = {"device": "cpu", "channels_last": False}  # DeepLabCut's layout: bit-equal outputs
+    assert dlc.analyze(synthetic_project, [synthetic_video], tmp_path / "a", **common, params=ours)
     assert '"engine": "workflow"' in (tmp_path / "a" / dlc.RUN_RECORD).read_text()
 
     options = {"device": "cpu", "in_random_order": False}  # an option only DeepLabCut has

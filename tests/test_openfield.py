@@ -161,7 +161,10 @@ def test_pipeline_engine_equals_analyze_videos(pipeline, project, inferred, tmp_
     assert ours.name == theirs.name
     a, b = pd.read_hdf(theirs), pd.read_hdf(ours)
     assert a.columns.equals(b.columns) and a.index.equals(b.index)
-    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())  # bit-equal: same batches on CPU
+    # Our default CPU layout (channels-last) sums in another order: float32 rounding only.
+    xy = a.columns.get_level_values("coords") != "likelihood"
+    diff = np.abs(a.to_numpy(np.float64) - b.to_numpy(np.float64))
+    assert diff[:, xy].max() <= 0.01 and diff[:, ~xy].max() <= 1e-4, (diff[:, xy].max(), diff[:, ~xy].max())
 
 
 def test_postprocess_qc_and_nwb_on_real_output(pipeline, project, inferred, processed_root):

@@ -42,7 +42,7 @@ from .video import VideoError
 logger = logging.getLogger(__name__)
 
 #: ``analyze_videos`` options this engine honours; any other option falls back to DeepLabCut.
-ENGINE_OPTIONS = {"batch_size", "device", "save_as_csv"}
+ENGINE_OPTIONS = {"batch_size", "device", "save_as_csv", "channels_last"}
 #: The inference transforms this engine reproduces on the device.
 SUPPORTED_TRANSFORMS = {"normalize_images"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,7 +64,7 @@ class LoadedModel:
     normalize: bool
     train_fraction: float
     autocast: bool = False  # pytorch_config's inference.autocast, as DeepLabCut's runner honours it
-    channels_last: bool = False  # NHWC activations (faster convolutions on some GPUs)
+    channels_last: bool = False  # NHWC activations (faster convolutions on CPU)
     cudnn_benchmark: bool = False  # let cuDNN time its algorithms for our fixed frame size
     mean: object = field(default=None)  # float32 tensors on device, per RGB channel, x255
     inv_std: object = field(default=None)
@@ -136,15 +136,18 @@ def load_model(
     snapshotindex: int,
     modelprefix: str = "",
     device: str | None = "auto",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     cudnn_benchmark: bool | None = None,
 ) -> LoadedModel:
     """Build a shuffle's model with DeepLabCut's classes and load one snapshot's weights.
 
-    ``channels_last`` runs the model on NHWC activations; ``cudnn_benchmark`` lets cuDNN
-    time its algorithms for the frame size. Both are off by default: on an H100 neither made
-    resnet_50 faster (channels-last was 1.8x slower), and with both off the outputs are
-    bit-equal to DeepLabCut's on CPU and within 1e-4 px on a GPU.
+    ``channels_last`` runs the model on NHWC activations; default: on CPU, off on a GPU.
+    Measured with benchmarks/inference.py: on 2 CPU cores it made the forward pass 1.47x
+    faster; on an H100 it made resnet_50 1.8x slower. ``cudnn_benchmark`` lets cuDNN time its
+    algorithms for the frame size; it is off by default, because it gained nothing measurable
+    on the H100. Both change only the order of floating-point sums. The outputs stay within
+    float32 rounding of DeepLabCut's (3e-5 px on CPU, 6e-5 px on the H100). With
+    ``channels_last=False`` they are bit-equal on CPU.
 
     Raises
     ------
@@ -177,6 +180,8 @@ def load_model(
             "pytorch_config.yaml, or restore the config that trained it."
         ) from None
     model.to(dev).eval()
+    if channels_last is None:
+        channels_last = dev.type == "cpu"
     if channels_last:
         model.to(memory_format=torch.channels_last)
     inference = model_cfg["data"].get("inference") or {}
@@ -313,27 +318,26 @@ def analyze_video(
     probe = _Decoder(video, 1, pin=False, buffers=1)
     probe.cap.release()
     height, width, expected = probe.height, probe.width, probe.nframes
-    if expected <= 0 or width <= 0:
-        raise VideoError(f"{video} reports {expected} frames of {width}x{height}; is it a video file?")
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{video} reports frames of {width}x{height}; is it a video file?")
     batch = int(batch_size or choose_batch_size(loaded, height, width))
     decoder = _Decoder(video, batch, pin=cuda)
     decoder.start()
     k = len(loaded.bodyparts)
-    poses = np.empty((expected, k, 3), dtype=np.float32)
+    # The header's count sizes the array; a container without one (or an undercount) grows it,
+    # as analyze_videos keeps every frame it decodes.
+    poses = np.empty((max(expected, batch), k, 3), dtype=np.float32)
     pending: list = []  # (event, host tensor, start index, n) of batches still being copied back
     done = 0
 
     def drain(keep: int):
-        nonlocal done
+        nonlocal done, poses
         while len(pending) > keep:
             event, host, first, n = pending.pop(0)
             if event is not None:
                 event.synchronize()
-            if first + n > expected:
-                raise VideoError(
-                    f"{video} holds more frames than its header says ({expected}); re-encode it "
-                    "(ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4) so that its frame count is right."
-                )
+            if first + n > len(poses):
+                poses = np.concatenate([poses, np.empty((max(len(poses), n), k, 3), dtype=np.float32)])
             poses[first : first + n] = host.numpy()[:n, 0]
             done = max(done, first + n)
 
@@ -379,13 +383,15 @@ def analyze_video(
             except (queue.Empty, TypeError):
                 pass
             decoder.join(timeout=0.05)
+    if done == 0:
+        raise VideoError(f"{video}: no frame could be decoded; is it a video file, and complete?")
     if done < expected:
         raise VideoError(
             f"{video} stopped decoding at frame {done} of the {expected} its header gives: the file "
             "is truncated or corrupt. Restore it, or re-encode what is readable (ffmpeg -i IN "
             "-c:v libx264 -crf 18 OUT.mp4) and register that file instead."
         )
-    return poses, time.perf_counter() - start, batch
+    return poses[:done], time.perf_counter() - start, batch
 
 
 def output_frame(poses: np.ndarray, scorer: str, bodyparts: list[str]):
@@ -470,7 +476,7 @@ def analyze_videos(
     device: str | None = "auto",
     save_as_csv: bool = False,
     loaded: LoadedModel | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
     cudnn_benchmark: bool | None = None,
 ) -> list[VideoResult]:
     """Analyse videos back to back with one loaded model, writing DeepLabCut's output files.
