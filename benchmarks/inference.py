@@ -90,12 +90,13 @@ def cut_clip(video: Path, frames: int, target: Path) -> Path:
 
 
 VARIANTS = {
-    # name: (channels_last, cudnn_benchmark); None: the engine's default for the device.
+    # name: (channels_last, cudnn_benchmark, compile); None: the engine's default for the device.
     # cuDNN settings mean nothing on a CPU.
-    "default": (None, None),
-    "nchw": (False, False),
-    "nchw+bench": (False, True),
-    "cl+bench": (True, True),
+    "default": (None, None, False),
+    "nchw": (False, False, False),
+    "nchw+bench": (False, True, False),
+    "cl+bench": (True, True, False),
+    "compile": (None, None, True),  # torch.compile (inductor); its compile time counts end to end
 }
 
 
@@ -107,7 +108,7 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
     import cv2
     import torch
 
-    channels_last, bench = VARIANTS[variant]
+    channels_last, bench, compiled = VARIANTS[variant]
     if channels_last is None:  # as inference.load_model resolves it
         channels_last = loaded.device.type == "cpu"
     bench = bool(bench)
@@ -124,7 +125,9 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     model = loaded.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    batches = [x[i : i + batch] for i in range(0, len(x), batch)]
+    forward = torch.compile(model) if compiled else model
+    whole = max(batch, len(x) // batch * batch)  # whole batches: one shape for a compiled model
+    batches = [x[i : i + batch] for i in range(0, whole, batch)]
 
     def sync():
         if loaded.device.type == "cuda":
@@ -138,13 +141,13 @@ def forward_rate(loaded, video: Path, batch: int, frames: int, variant: str = "n
         autocast,
     ):
         for b in batches[:2]:  # warm-up (cuDNN algorithm choice, allocator)
-            model.get_predictions(model(b))
+            model.get_predictions(forward(b))
         sync()
         start = time.perf_counter()
-        poses = [model.get_predictions(model(b))["bodypart"]["poses"] for b in batches]
+        poses = [model.get_predictions(forward(b))["bodypart"]["poses"] for b in batches]
         poses = torch.cat(poses).cpu()
         sync()
-        rate = len(x) / (time.perf_counter() - start)
+        rate = sum(len(b) for b in batches) / (time.perf_counter() - start)
     model.to(memory_format=torch.contiguous_format)
     return rate, poses.numpy()
 
@@ -248,7 +251,7 @@ def main(argv=None) -> int:
                     rows[part].append(nframes / (time.perf_counter() - start))
                 elif part.startswith("engine"):
                     # A fresh model load each round, as analyze_videos does.
-                    channels_last, bench = VARIANTS[variant]
+                    channels_last, bench, compiled = VARIANTS[variant]
                     result = inference.analyze_videos(
                         args.config,
                         [video],
@@ -260,6 +263,7 @@ def main(argv=None) -> int:
                         batch_size=batch,
                         channels_last=channels_last,
                         cudnn_benchmark=bench,
+                        compile=compiled,
                     )
                     rows[part].append(nframes / (time.perf_counter() - start))
                     rows[f"engine_inner[{variant}]"].append(result[0].fps)
