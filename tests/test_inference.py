@@ -193,6 +193,12 @@ def test_engine_choice_and_fallback(trained, synthetic_project, synthetic_video,
             **common,
             params={**options, "engine": "workflow"},
         )
+    # Our engine's own options are left out, not passed to analyze_videos (which would fail).
+    forced = {"device": "cpu", "channels_last": True, "engine": "deeplabcut"}
+    with caplog.at_level(logging.WARNING, logger="workflow_deeplabcut.dlc"):
+        assert dlc.analyze(synthetic_project, [synthetic_video], tmp_path / "e", **common, params=forced)
+    assert '"engine": "deeplabcut"' in (tmp_path / "e" / dlc.RUN_RECORD).read_text()
+    assert "left out" in caplog.text
     with pytest.raises(DeepLabCutError, match="engine must be one of"):
         dlc.analyze(synthetic_project, [synthetic_video], tmp_path / "d", **common, params={"engine": "fast"})
 

@@ -618,6 +618,10 @@ def analyze(
         else:
             logger.warning("Running DeepLabCut's analyze_videos, not our engine: %s.", reason)
     if ran == "deeplabcut":
+        ours_only = sorted(set(params) & {"channels_last", "compile"})
+        if ours_only:
+            logger.warning("analyze_videos does not take %s (our engine's options): left out.", ours_only)
+            params = {k: v for k, v in params.items() if k not in ours_only}
         # The snapshot is passed explicitly: config.yaml is shared by every worker and is not edited.
         deeplabcut.analyze_videos(
             str(path),
