@@ -619,7 +619,10 @@ class PoseEstimationTask(dj.Manual):
             Default: ``load`` when the output folder already holds DeepLabCut outputs for the
             recording's videos, ``trigger`` otherwise.
         analyze_videos_params : dict, optional
-            Extra keyword arguments for ``deeplabcut.analyze_videos``.
+            Inference options: ``engine`` (``auto``, ``workflow`` or ``deeplabcut``, see
+            :func:`workflow_deeplabcut.dlc.analyze`), ``batch_size``, ``device``,
+            ``channels_last``, ``compile``, ``save_as_csv``, or any other
+            ``deeplabcut.analyze_videos`` argument (which makes ``auto`` run DeepLabCut's).
         output_dir : str or Path, optional
             Output folder under the processed root; default :meth:`infer_output_dir`.
 
