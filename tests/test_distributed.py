@@ -74,13 +74,27 @@ def wait_for_reservation(table, key, timeout=120):
     raise AssertionError(f"no worker reserved {key} within {timeout} s")
 
 
+@pytest.fixture(scope="module")
+def long_video(synthetic_video, raw_root):
+    """The synthetic video ten times over (3,000 frames): inference must still be running when
+    the test signals the worker, even with our engine (about 2 s for the 300 frames alone)."""
+    import av
+    import numpy as np
+
+    with av.open(str(synthetic_video)) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    target = raw_root / "long" / "synthetic_long.mp4"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return synthetic.write_video(target, np.tile(frames, (10, 1, 1, 1)), 30.0)
+
+
 @pytest.mark.dlc
-def test_interrupted_and_killed_workers(pipeline, new_session, camera, synthetic_video, model_name):
+def test_interrupted_and_killed_workers(pipeline, new_session, camera, long_video, model_name):
     """SIGTERM puts the job back; SIGKILL leaves a reservation that is recovered; nothing partial."""
     from workflow_deeplabcut import processing
 
     model = pipeline.model
-    rec = model.VideoRecording.insert_recording(new_session("kill"), 1, camera, [synthetic_video])
+    rec = model.VideoRecording.insert_recording(new_session("kill"), 1, camera, [long_video])
     model.RecordingInfo.populate(rec)
     key = model.PoseEstimationTask.generate(rec, model_name, task_mode="trigger")
 
