@@ -265,40 +265,56 @@ def _predict(loaded: LoadedModel, frames_bgr, eager: bool = False):
     return model.get_predictions(forward(x))["bodypart"]["poses"]
 
 
-class _Decoder(threading.Thread):
-    """Decode a video with OpenCV into a ring of (pinned, when on CUDA) uint8 batch buffers."""
+def _video_shape(path: Path) -> tuple[int, int, int]:
+    """Width, height and the frame count the header gives (0 if none), read by OpenCV."""
+    import cv2
 
-    def __init__(self, path: Path, batch: int, pin: bool, buffers: int = 4):
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"OpenCV cannot open {path}; is it a video file?")
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        count = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    finally:
+        cap.release()
+    if width <= 0 or height <= 0:
+        raise VideoError(f"{path} reports frames of {width}x{height}; is it a video file?")
+    return width, height, count
+
+
+class _Decoder(threading.Thread):
+    """Decode a video with OpenCV into a ring of (pinned, when on CUDA) uint8 batch buffers.
+
+    Filled buffers go to ``full`` as ``(first frame, frames, buffer)``; the consumer hands each
+    back through ``free``. ``(index, 0, None)`` ends the stream, ``(index, -1, error)`` reports
+    a failure. Setting ``stop`` ends the thread within 0.1 s of its current batch.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int], batch: int, pin: bool, buffers: int = 4):
         super().__init__(daemon=True, name=f"decode {path.name}")
         import cv2
         import torch
 
-        self.path = path
         self.cap = cv2.VideoCapture(str(path))
-        if not self.cap.isOpened():
-            raise VideoError(f"OpenCV cannot open {path}; is it a video file?")
-        self.nframes = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.width = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-        self.height = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.batch = batch
+        width, height = shape
         self.free: queue.Queue = queue.Queue()
         for _ in range(buffers):
-            buf = torch.empty((batch, self.height, self.width, 3), dtype=torch.uint8, pin_memory=pin)
-            self.free.put(buf)
-        self.full: queue.Queue = queue.Queue(maxsize=buffers)
+            self.free.put(torch.empty((batch, height, width, 3), dtype=torch.uint8, pin_memory=pin))
+        self.full: queue.Queue = queue.Queue()  # never more than `buffers` batches: no bound needed
         self.stop = threading.Event()
 
     def run(self):
         index = 0
         try:
             while not self.stop.is_set():
-                buf = self.free.get()
+                try:
+                    buf = self.free.get(timeout=0.1)
+                except queue.Empty:
+                    continue
                 view = buf.numpy()
                 n = 0
-                while n < self.batch:
-                    ok, _ = self.cap.read(view[n])
-                    if not ok:
-                        break
+                while n < self.batch and self.cap.read(view[n])[0]:  # decodes in place
                     n += 1
                 if n:
                     self.full.put((index, n, buf))
@@ -336,13 +352,9 @@ def analyze_video(
 
     start = time.perf_counter()
     cuda = loaded.device.type == "cuda"
-    probe = _Decoder(video, 1, pin=False, buffers=1)
-    probe.cap.release()
-    height, width, expected = probe.height, probe.width, probe.nframes
-    if width <= 0 or height <= 0:
-        raise VideoError(f"{video} reports frames of {width}x{height}; is it a video file?")
+    width, height, expected = _video_shape(video)
     batch = int(batch_size or choose_batch_size(loaded, height, width))
-    decoder = _Decoder(video, batch, pin=cuda)
+    decoder = _Decoder(video, (width, height), batch, pin=cuda)
     decoder.start()
     k = len(loaded.bodyparts)
     # The header's count sizes the array; a container without one (or an undercount) grows it,
@@ -401,12 +413,7 @@ def analyze_video(
             drain(keep=0)
     finally:
         decoder.stop.set()
-        while decoder.is_alive():  # unblock a decoder waiting for a free buffer
-            try:
-                decoder.free.put_nowait(decoder.full.get(timeout=0.05)[2])
-            except (queue.Empty, TypeError):
-                pass
-            decoder.join(timeout=0.05)
+        decoder.join()
     if done == 0:
         raise VideoError(f"{video}: no frame could be decoded; is it a video file, and complete?")
     if done < expected:
