@@ -618,7 +618,9 @@ def analyze(
         else:
             logger.warning("Running DeepLabCut's analyze_videos, not our engine: %s.", reason)
     if ran == "deeplabcut":
-        ours_only = sorted(set(params) & {"channels_last", "compile"})
+        from .inference import ENGINE_ONLY_OPTIONS
+
+        ours_only = sorted(set(params) & ENGINE_ONLY_OPTIONS)
         if ours_only:
             logger.warning("analyze_videos does not take %s (our engine's options): left out.", ours_only)
             params = {k: v for k, v in params.items() if k not in ours_only}

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 #: ``analyze_videos`` options this engine honours; any other option falls back to DeepLabCut.
 ENGINE_OPTIONS = {"batch_size", "device", "save_as_csv", "channels_last", "compile"}
+#: Of those, the ones ``analyze_videos`` does not take.
+ENGINE_ONLY_OPTIONS = {"channels_last", "compile"}
 #: The inference transforms this engine reproduces on the device.
 SUPPORTED_TRANSFORMS = {"normalize_images"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -163,6 +165,10 @@ def load_model(
         If the snapshot's weights do not fit the model that ``pytorch_config.yaml`` describes.
     """
     import torch
+
+    from .dlc import _import_deeplabcut
+
+    _import_deeplabcut()  # headless, offline, weights-only loading, as for every DeepLabCut call
     from deeplabcut.pose_estimation_pytorch.apis import utils as dlc_utils
     from deeplabcut.pose_estimation_pytorch.data import DLCLoader
     from deeplabcut.pose_estimation_pytorch.models import PoseModel
