@@ -244,13 +244,22 @@ def _read_postmaster(data_dir: Path) -> dict | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; an exited process not yet reaped (a zombie) has ended.
+
+    The stopped server's zombie can wait seconds for a slow init to reap it (1.4 s measured in
+    a container); waiting for it would add that to every command's exit.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal answered
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _running(data_dir: Path) -> dict | None:
@@ -275,6 +284,9 @@ def _initdb(data_dir: Path, password: str) -> None:
                 "--auth-host=scram-sha-256",
                 "--encoding=UTF8",
                 "--locale=C",
+                # A fresh cluster has nothing to lose: skip initdb's fsync of every file
+                # (2.4-4.3 s -> under 1 s measured); the server fsyncs what it writes after.
+                "--no-sync",
             ],
             None,
         )
