@@ -133,8 +133,9 @@ def bare_sessions() -> None:
 
 
 def bare_session(key: dict) -> None:
+    import numpy as np
+
     from workflow_deeplabcut.pipeline import model, qc
-    from workflow_deeplabcut.rows import load_array
 
     for table in (
         model.VideoRecording,
@@ -144,9 +145,7 @@ def bare_session(key: dict) -> None:
         qc.PoseQC.BodyPart,
     ):
         (table & key).to_dicts()
-    for row in (model.PoseEstimation.BodyPartPosition & key).to_dicts():
-        for attr in ("x_pos", "y_pos", "likelihood"):
-            load_array(row[attr])[:].copy()
+    np.array(model.PoseEstimation.window(key).values)
 
 
 def pairs(a, b, rounds: int) -> tuple[list[float], list[float], list[float], list[float]]:

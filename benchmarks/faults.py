@@ -266,7 +266,6 @@ import json, sys
 import numpy as np
 from workflow_deeplabcut import dlc, storage
 from workflow_deeplabcut.pipeline import model
-from workflow_deeplabcut.rows import load_array
 from workflow_deeplabcut.settings import get_settings
 
 min_age = float(sys.argv[1])
@@ -275,12 +274,10 @@ done = model.PoseEstimation & tasks.proj()
 jobs = model.PoseEstimation.jobs
 partial = 0
 for key in done.keys():
-    rows = (model.PoseEstimation.BodyPartPosition & key).to_dicts()
+    window = model.PoseEstimation.window(key)
     out = dlc.read_outputs(get_settings().processed_data_dir / "fault" / f"rec{key['recording_id']}",
                            [f"rec{key['recording_id']}"])
-    ok = len(rows) == 3 and all(
-        np.array_equal(load_array(r[a]), out.positions[("individual_0", r["body_part"])][a])
-        for r in rows for a in ("x_pos", "y_pos", "likelihood"))
+    ok = len(window.slots) == 3 and window.slots == out.slots and np.array_equal(window.values, out.array())
     partial += not ok
 errors = jobs.errors.to_dicts() if jobs.is_declared else []
 before = storage.collect_garbage(dry_run=True, min_age=min_age)

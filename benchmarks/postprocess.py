@@ -45,10 +45,10 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="wdlc-bench-"))
     configure(args.backend, workdir)
+    import numpy as np
     import pynwb
 
     from workflow_deeplabcut import database, nwb, poses, synthetic
-    from workflow_deeplabcut import rows as rows_module
     from workflow_deeplabcut.pipeline import SCHEMAS, model, postprocess, qc, target
 
     try:
@@ -66,12 +66,9 @@ def main() -> int:
         qc_key = {**task, "qc_paramset_idx": 0}
         checked = poses.check_postprocess_params(params)
 
-        rows = (model.PoseEstimation.BodyPartPosition & task).to_dicts()
         arrays = {
-            (r["individual"], r["body_part"]): {
-                a: rows_module.load_array(r[a]).copy() for a in ("x_pos", "y_pos", "likelihood")
-            }
-            for r in rows
+            slot: {a: np.array(v) for a, v in r.items()}
+            for slot, r in model.PoseEstimation.window(task).arrays().items()
         }
         ds = poses.to_dataset(arrays, 30.0)
 

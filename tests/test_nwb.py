@@ -67,11 +67,11 @@ def test_export_reads_back_with_the_same_values(pipeline, noisy, session_key, cl
         assert (exported.parent / video.external_file[0]).resolve() == noisy["video"].resolve()
         assert list(video.dimension[:]) == [128, 128]
         assert video.device.name == "cam0"
-        for r in (model.PoseEstimation.BodyPartPosition & noisy["key"]).to_dicts():
-            series = pe.pose_estimation_series[r["body_part"]]
-            np.testing.assert_array_equal(series.data[:, 0], load_array(r["x_pos"]))
-            np.testing.assert_array_equal(series.data[:, 1], load_array(r["y_pos"]))
-            np.testing.assert_array_equal(series.confidence[:], load_array(r["likelihood"]))
+        for (_, part), r in model.PoseEstimation.window(noisy["key"]).arrays().items():
+            series = pe.pose_estimation_series[part]
+            np.testing.assert_array_equal(series.data[:, 0], r["x_pos"])
+            np.testing.assert_array_equal(series.data[:, 1], r["y_pos"])
+            np.testing.assert_array_equal(series.confidence[:], r["likelihood"])
             assert series.rate == pytest.approx(30.0) and series.unit == "pixels"
         clean = behavior[f"noisy_recording1_postprocess{cleaned_idx}"]
         for r in (pp.CleanedTrajectory.BodyPart & noisy["key"] & {"pp_paramset_idx": cleaned_idx}).to_dicts():
@@ -105,10 +105,10 @@ def test_export_refuses_bad_requests(pipeline, session_key, exported, workdir, n
 
 
 def _arrays(pipeline, key):
-    rows = (pipeline.model.PoseEstimation.BodyPartPosition & key).to_dicts()
+    arrays = pipeline.model.PoseEstimation.window(key).arrays()
     return {
-        r["body_part"]: np.column_stack([load_array(r[a]) for a in ("x_pos", "y_pos", "likelihood")])
-        for r in rows
+        part: np.column_stack([r[a] for a in ("x_pos", "y_pos", "likelihood")])
+        for (_, part), r in arrays.items()
     }
 
 
@@ -253,12 +253,10 @@ def test_multi_animal_import_postprocess_and_export(
     session_key = new_session("two")
     rec = model.VideoRecording.insert_recording(session_key, 1, camera, [noisy["video"]])
     key = imports.import_pose_file(path, "SLEAP", rec, "sleap-two")
-    rows = (model.PoseEstimation.BodyPartPosition & key).to_dicts()
-    assert {(r["individual"], r["body_part"]) for r in rows} == set(positions)
-    for r in rows:
-        np.testing.assert_allclose(
-            load_array(r["x_pos"]), positions[(r["individual"], r["body_part"])]["x_pos"], atol=1e-4
-        )
+    arrays = model.PoseEstimation.window(key).arrays()
+    assert set(arrays) == set(positions)
+    for slot, r in arrays.items():
+        np.testing.assert_allclose(r["x_pos"], positions[slot]["x_pos"], atol=1e-4)
     traj = model.PoseEstimation.get_trajectory(key)
     assert traj.columns.names == ["scorer", "individuals", "bodyparts", "coords"]
 

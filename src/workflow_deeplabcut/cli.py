@@ -511,6 +511,32 @@ def garbage_collect(
     )
 
 
+@command(name="migrate")
+def migrate_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the steps."),
+) -> None:
+    """Bring a database written by an earlier version up to this one (stop its workers first).
+
+    Example: workflow-deeplabcut migrate --dry-run
+    """
+    from . import migrate
+
+    report = migrate.migrate(dry_run=dry_run)
+    if not report.steps:
+        console.print("The database is up to date; nothing to migrate.")
+        return
+    for step in report.steps:
+        console.print(f"{'would migrate' if dry_run else 'migrated'}: {step}", highlight=False)
+    console.print(
+        f"{report.estimations} pose estimation(s) "
+        + (
+            "to convert (dry run: nothing written)"
+            if dry_run
+            else f"converted; {report.files_removed} old file(s) removed"
+        )
+    )
+
+
 @command()
 def ingest(
     path: Path = typer.Argument(..., help="A directory of CSV/YAML files, or one file."),

@@ -656,21 +656,29 @@ def read_model_config(cfg: dict, shuffle: int, trainingsetindex: int, modelprefi
 
 @dataclass
 class PoseOutput:
-    """DeepLabCut outputs of one recording, read into arrays.
+    """DeepLabCut outputs of one recording: where their values are, and how they are laid out.
 
-    ``positions`` maps ``(individual, body_part)`` to a dict of equal-length arrays
-    ``frame_index``, ``x_pos``, ``y_pos``, ``likelihood`` (and ``z_pos`` for 3D).
+    ``poses`` is a (frames, slots, coords) array, a slot being one individual's body part
+    (``slots``, in the files' column order) and ``coords`` ``x, y[, z], likelihood``. It is a
+    :class:`~workflow_deeplabcut.posestore.FileRanges` (the files' own bytes, stored by copying
+    them) when the files hold their values as one plain block, an array otherwise.
     """
 
     scorer: str
     nframes: int
-    positions: dict
+    slots: list[tuple[str, str]]
+    coords: tuple[str, ...]
+    poses: object  # numpy.ndarray or posestore.FileRanges
     h5_files: list[Path]
 
     @property
     def body_parts(self) -> set[str]:
         """The body parts present in the outputs."""
-        return {bp for _, bp in self.positions}
+        return {bp for _, bp in self.slots}
+
+    def array(self) -> np.ndarray:
+        """Return the (frames, slots, coords) values in memory."""
+        return self.poses if isinstance(self.poses, np.ndarray) else self.poses.load()
 
 
 def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
@@ -699,6 +707,19 @@ def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
     return found
 
 
+def _check_columns(columns: pd.Index, path: Path) -> None:
+    """Refuse columns that are not DeepLabCut's ``scorer/[individuals/]bodyparts/coords``."""
+    names = list(columns.names)
+    if names[:1] != ["scorer"] or names[-2:] != ["bodyparts", "coords"] or len(names) not in (3, 4):
+        raise DLCOutputError(
+            f"{path} is not a DeepLabCut pose file: its column levels are {names}, expected "
+            "scorer, [individuals,] bodyparts, coords."
+        )
+    unknown = set(columns.get_level_values("coords")) - {"x", "y", "z", "likelihood"}
+    if unknown:
+        raise DLCOutputError(f"{path} has unknown coordinates {sorted(unknown)}; expected x, y, likelihood.")
+
+
 def read_pose_frame(path: Path) -> pd.DataFrame:
     """Read one DeepLabCut pose ``.h5`` without unpickling anything (see :mod:`.safe_io`).
 
@@ -710,16 +731,47 @@ def read_pose_frame(path: Path) -> pd.DataFrame:
         If its columns are not DeepLabCut's ``scorer/[individuals/]bodyparts/coords``.
     """
     frame = safe_io.read_pandas_hdf(path)
-    names = list(frame.columns.names)
-    if names[:1] != ["scorer"] or names[-2:] != ["bodyparts", "coords"] or len(names) not in (3, 4):
-        raise DLCOutputError(
-            f"{path} is not a DeepLabCut pose file: its column levels are {names}, expected "
-            "scorer, [individuals,] bodyparts, coords."
-        )
-    unknown = set(frame.columns.get_level_values("coords")) - {"x", "y", "z", "likelihood"}
-    if unknown:
-        raise DLCOutputError(f"{path} has unknown coordinates {sorted(unknown)}; expected x, y, likelihood.")
+    _check_columns(frame.columns, path)
     return frame
+
+
+def pose_layout(columns: pd.Index, path) -> tuple[list[tuple[str, str]], tuple[str, ...], np.ndarray | None]:
+    """Split DeepLabCut's columns into slots (individual, body part) and coordinates.
+
+    Returns
+    -------
+    slots : list of (str, str)
+        In order of first appearance; the individual is ``individual_0`` in single-animal files.
+    coords : tuple of str
+        ``x, y[, z], likelihood``.
+    order : numpy.ndarray or None
+        The column permutation that groups each slot's coordinates in that order; None when
+        the columns are already so (DeepLabCut's own layout).
+
+    Raises
+    ------
+    DLCOutputError
+        If a slot lacks a coordinate or repeats one.
+    """
+    levels = list(columns.names)
+    slots: dict[tuple[str, str], dict[str, int]] = {}
+    for i, name in enumerate(columns):
+        named = dict(zip(levels, name, strict=True))
+        slot = (str(named.get("individuals", SINGLE_INDIVIDUAL)), str(named["bodyparts"]))
+        coords = slots.setdefault(slot, {})
+        if named["coords"] in coords:
+            raise DLCOutputError(f"{path}: {slot[0]}/{slot[1]} has two {named['coords']!r} columns.")
+        coords[named["coords"]] = i
+    order_of = {"x": 0, "y": 1, "z": 2, "likelihood": 3}
+    wanted = tuple(sorted(next(iter(slots.values()), {}), key=order_of.__getitem__))
+    for slot, coords in slots.items():
+        if set(coords) != set(wanted):
+            raise DLCOutputError(
+                f"{path}: {slot[0]}/{slot[1]} has coordinates {sorted(coords)}, the others {list(wanted)}."
+            )
+    order = np.array([coords[c] for coords in slots.values() for c in wanted], dtype=np.intp)
+    identity = bool(np.array_equal(order, np.arange(len(order))))
+    return list(slots), wanted, None if identity else order
 
 
 def _check_meta(h5: Path, scorer: str) -> None:
@@ -737,10 +789,12 @@ def _check_meta(h5: Path, scorer: str) -> None:
 
 
 def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
-    """Read the DeepLabCut outputs of a recording's videos (concatenated in order).
+    """Locate and check the DeepLabCut outputs of a recording's videos (concatenated in order).
 
-    The ``.h5`` files are read with h5py and their ``_meta.pickle`` with the restricted
-    unpickler: a crafted output cannot run code, it is refused.
+    The ``.h5`` files are scanned with h5py and their ``_meta.pickle`` read with the restricted
+    unpickler: a crafted output cannot run code, it is refused. When every file holds its
+    values as one plain block (DeepLabCut's own ``.h5``), nothing is read: the result points
+    at those bytes, which the store copies as they are. Otherwise the frames are read.
 
     Parameters
     ----------
@@ -753,29 +807,41 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
     -------
     PoseOutput
     """
+    from .posestore import FileRanges
+
     files = find_outputs(output_dir, video_stems)
-    frames = [read_pose_frame(f) for f in files]
-    scorers = {df.columns.get_level_values(0)[0] for df in frames}
+    blocks = [safe_io.pandas_hdf_block(f) for f in files]
+    plain = all(blocks) and all(
+        b.columns.equals(blocks[0].columns) and b.dtype == blocks[0].dtype for b in blocks
+    )
+    if plain:
+        for f, b in zip(files, blocks, strict=True):
+            _check_columns(b.columns, f)
+        columns_list = [b.columns for b in blocks]
+    else:
+        frames = [read_pose_frame(f) for f in files]
+        columns_list = [df.columns for df in frames]
+    scorers = {c.get_level_values(0)[0] for c in columns_list}
     if len(scorers) != 1:
         raise DLCOutputError(f"Outputs in {output_dir} come from several scorers {sorted(scorers)}.")
-    scorer = scorers.pop()
+    scorer = str(scorers.pop())
     for h5 in files:
         _check_meta(h5, scorer)
-    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    columns = data.columns
-    levels = list(columns.names)
-    values = data.to_numpy()
-    n = len(data)
-    frame_index = np.arange(n, dtype=np.int32)  # 2**31 frames is 2 years at 30 fps
-    positions: dict = {}
-    for col, name in enumerate(columns):
-        named = dict(zip(levels, name, strict=True))
-        individual = named.get("individuals", SINGLE_INDIVIDUAL)
-        key = (individual, named["bodyparts"])
-        entry = positions.setdefault(key, {"frame_index": frame_index})
-        coord = {"x": "x_pos", "y": "y_pos", "z": "z_pos", "likelihood": "likelihood"}[named["coords"]]
-        entry[coord] = np.ascontiguousarray(values[:, col], dtype=np.float64)
-    return PoseOutput(scorer, n, positions, files)
+    slots, coords, order = pose_layout(columns_list[0], files[0])
+    if plain and order is None:
+        n = sum(b.nrows for b in blocks)
+        pieces = tuple((str(f), b.offset, b.nbytes) for f, b in zip(files, blocks, strict=True))
+        poses = FileRanges(blocks[0].dtype, (n, len(slots), len(coords)), pieces)
+    else:
+        if plain:
+            frames = [read_pose_frame(f) for f in files]
+        data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        values = data.to_numpy()
+        n = len(values)
+        if order is not None:
+            values = values[:, order]
+        poses = np.ascontiguousarray(values).reshape(n, len(slots), len(coords))
+    return PoseOutput(scorer, n, slots, coords, poses, files)
 
 
 # --------------------------------------------------------------------------- vetting

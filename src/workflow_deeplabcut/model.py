@@ -10,10 +10,17 @@ import datajoint as dj
 import numpy as np
 import pandas as pd
 
-from . import dlc, lab, session, train, video  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X")
+from . import (  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X")
+    dlc,
+    lab,
+    posestore,  # noqa: F401  (registers <npyfile@store> before the tables are declared)
+    session,
+    train,
+    video,
+)
 from .database import STORE
 from .errors import InputError, PoseFileError
-from .rows import load_array, one_key, part_arrays, trajectory_frame
+from .rows import PoseWindow, load_array, one_key, pose_window
 from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
@@ -732,20 +739,18 @@ class PoseEstimation(dj.Computed):
     output_dir: varchar(255)  # where the outputs are, relative to the processed root
     scorer: varchar(255)  # the scorer named in the outputs
     nframes: int32
+    coords: varchar(32)  # the last axis of poses: 'x,y,likelihood' (2D) or 'x,y,z,likelihood' (3D)
+    poses: <npyfile@workflow_dlc>  # (frame, slot, coord) positions in px, as the source wrote them
     """
 
     class BodyPartPosition(dj.Part):
         definition = """
-        # the trajectory of one body part of one individual, over the whole recording
+        # one body part of one individual: its slot in the master's poses array
         -> master
         individual: varchar(32)  # 'individual_0' in single-animal projects
         -> Model.BodyPart
         ---
-        frame_index: <npy@workflow_dlc>  # int32 frame numbers
-        x_pos: <npy@workflow_dlc>  # px
-        y_pos: <npy@workflow_dlc>  # px
-        z_pos=null: <npy@workflow_dlc>  # 3D only
-        likelihood: <npy@workflow_dlc>
+        slot: int16  # index along the second axis of PoseEstimation.poses
         """
 
     @property
@@ -810,12 +815,10 @@ class PoseEstimation(dj.Computed):
             "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
             "scorer": out.scorer,
             "nframes": out.nframes,
+            "coords": ",".join(out.coords),
+            "poses": out.poses,  # the .h5 files' own bytes, copied into the store at insert
         }
-        positions = [
-            {"individual": individual, "body_part": body_part, **arrays}
-            for (individual, body_part), arrays in sorted(out.positions.items())
-        ]
-        return master, positions
+        return master, _slot_rows(out.slots)
 
     @staticmethod
     def _read_import(task, model, parts, nframes, output_dir):
@@ -825,8 +828,8 @@ class PoseEstimation(dj.Computed):
         params = task["pose_estimation_params"]
         path = find_full_path(params["source_file"])
         ds = poses.load_external(path, params["source_software"], **params.get("loader", {}))
-        positions = poses.dataset_positions(ds, dlc.SINGLE_INDIVIDUAL)
-        found = sorted({b for _, b in positions})
+        slots, coords, values = poses.dataset_poses(ds, dlc.SINGLE_INDIVIDUAL)
+        found = sorted({b for _, b in slots})
         if found != parts:
             raise PoseFileError(
                 f"{path} holds body parts {found} but model {model['model_name']!r} has {parts}; "
@@ -843,18 +846,70 @@ class PoseEstimation(dj.Computed):
             "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
             "scorer": model["scorer"],
             "nframes": nframes,
+            "coords": ",".join(coords),
+            "poses": values,
         }
-        rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in sorted(positions.items())]
-        return master, rows
+        return master, _slot_rows(slots)
 
-    def make_insert(self, key, master, positions):
-        """Insert the master row and one row per individual and body part."""
+    def make_insert(self, key, master, slots):
+        """Insert the master row (its pose array written to the store) and one row per slot."""
         self.insert1({**key, **master})
-        self.BodyPartPosition.insert([{**key, **row} for row in positions])
+        self.BodyPartPosition.insert([{**key, **row} for row in slots])
 
     @classmethod
-    def get_trajectory(cls, key: dict, body_parts="all") -> pd.DataFrame:
-        """Return one pose estimation as a DeepLabCut-style DataFrame.
+    def window(
+        cls, key: dict, start: int | None = None, stop: int | None = None, body_parts="all"
+    ) -> PoseWindow:
+        """Return frames ``start`` to ``stop`` of one pose estimation, reading only those.
+
+        Parameters
+        ----------
+        key : dict
+            Must identify exactly one ``PoseEstimation``.
+        start, stop : int, optional
+            Frame numbers, as in ``range(start, stop)``; default the whole recording.
+        body_parts : "all", str or list of str
+            Which body parts to keep.
+
+        Returns
+        -------
+        PoseWindow
+            The values are a memory-mapped view where the store is a local folder.
+        """
+        match = _one_estimation(cls, key)
+        poses_ref, coords = (cls & match).fetch1("poses", "coords")
+        parts = (cls.BodyPartPosition & match).to_dicts()
+        return pose_window(poses_ref, parts, coords, start, stop, body_parts)
+
+    @classmethod
+    def info(cls, key: dict) -> dict:
+        """Describe one pose estimation without reading its array.
+
+        Returns
+        -------
+        dict
+            ``nframes``, ``fps``, ``individuals``, ``body_parts`` (sorted), ``coords``, ``shape``
+            (frames, slots, coords), ``dtype`` and ``scorer``.
+        """
+        match = _one_estimation(cls, key)
+        master = (cls & match).fetch1()
+        parts = (cls.BodyPartPosition & match).to_dicts()
+        return {
+            "nframes": master["nframes"],
+            "fps": float((RecordingInfo & match).fetch1("fps")),
+            "individuals": sorted({r["individual"] for r in parts}),
+            "body_parts": sorted({r["body_part"] for r in parts}),
+            "coords": tuple(master["coords"].split(",")),
+            "shape": tuple(master["poses"].shape),
+            "dtype": str(master["poses"].dtype),
+            "scorer": master["scorer"],
+        }
+
+    @classmethod
+    def get_trajectory(
+        cls, key: dict, body_parts="all", start: int | None = None, stop: int | None = None
+    ) -> pd.DataFrame:
+        """Return one pose estimation (or a window of it) as a DeepLabCut-style DataFrame.
 
         Parameters
         ----------
@@ -862,49 +917,56 @@ class PoseEstimation(dj.Computed):
             Must identify exactly one ``PoseEstimation``.
         body_parts : "all" or list of str
             Which body parts to return.
+        start, stop : int, optional
+            Frame numbers, as in ``range(start, stop)``: only those frames are read.
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by frame; columns ``(scorer, bodyparts, coords)`` with coords ``x``, ``y``
-            (``z`` for 3D) and ``likelihood``, and an ``individuals`` level after ``scorer``
-            when the estimation has several individuals. The scorer level is the model name.
+            Indexed by frame number; columns ``(scorer, bodyparts, coords)`` with coords ``x``,
+            ``y`` (``z`` for 3D) and ``likelihood``, in the outputs' order, and an
+            ``individuals`` level after ``scorer`` when the estimation has several
+            individuals. The scorer level is the model name.
         """
-        matches = (cls & key).keys()
-        if len(matches) != 1:
-            raise InputError(
-                f"The key {key} matches {len(matches)} pose estimations; give one that "
-                "identifies exactly one (recording and model_name)."
-            )
-        (match,) = matches
-        query = cls.BodyPartPosition & match
-        if body_parts != "all":
-            wanted = [body_parts] if isinstance(body_parts, str) else list(body_parts)
-            known = {r["body_part"] for r in query.keys()}
-            unknown = set(wanted) - known
-            if unknown:
-                raise InputError(
-                    f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}."
-                )
-            query = query & [{"body_part": b} for b in wanted]
-        return trajectory_frame(match["model_name"], query.to_dicts())
+        window = cls.window(key, start, stop, body_parts)
+        return window.frame(_one_estimation(cls, key)["model_name"])
 
     @classmethod
-    def get_dataset(cls, key: dict):
-        """Return one pose estimation as a movement poses dataset (xarray).
+    def get_dataset(cls, key: dict, start: int | None = None, stop: int | None = None, body_parts="all"):
+        """Return one pose estimation (or a window of it) as a movement poses dataset (xarray).
 
         ``position`` (time, space, keypoints, individuals) in pixels and ``confidence`` (the
         likelihood); the ``time`` coordinate is each frame's time in seconds
         (:meth:`RecordingInfo.timestamps`: the container's own for a variable frame rate).
+        ``start`` and ``stop`` are frame numbers, as in ``range(start, stop)``.
         """
         from . import poses
 
-        match = one_key(cls, key)
-        arrays = part_arrays((cls.BodyPartPosition & match).to_dicts())
+        match = _one_estimation(cls, key)
+        window = cls.window(match, start, stop, body_parts)
         software = "DeepLabCut" if (Model & match).fetch1("engine") != EXTERNAL_ENGINE else "external"
-        ds = poses.to_dataset(arrays, RecordingInfo.time_base(match), software)
+        time = RecordingInfo.time_base(match)
+        if not np.isscalar(time):
+            time = np.asarray(time)[window.start : window.start + window.nframes]
+        ds = poses.to_dataset(window.arrays(), time, software)
+        if np.isscalar(time) and window.start:
+            ds = ds.assign_coords(time=ds.time + window.start / time)
         ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
         return ds
+
+
+def _one_estimation(table, key: dict) -> dict:
+    matches = (table & key).keys()
+    if len(matches) != 1:
+        raise InputError(
+            f"The key {key} matches {len(matches)} pose estimations; give one that "
+            "identifies exactly one (recording and model_name)."
+        )
+    return matches[0]
+
+
+def _slot_rows(slots: list[tuple[str, str]]) -> list[dict]:
+    return [{"individual": i, "body_part": b, "slot": k} for k, (i, b) in enumerate(slots)]
 
 
 __all__ = [

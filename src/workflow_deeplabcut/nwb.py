@@ -245,13 +245,14 @@ def export_session(
             nwbfile.add_acquisition(videos[rid])
 
         master = (model.PoseEstimation & est).fetch1()
-        rows = (model.PoseEstimation.BodyPartPosition & est).to_dicts()
+        window = model.PoseEstimation.window(est)
+        rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in window.arrays().items()]
         individuals = sorted({r["individual"] for r in rows})
         multi = len(individuals) > 1
         software = "DeepLabCut" if model_row["engine"] != model.EXTERNAL_ENGINE else model_row["task"]
         version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
         # Read once: the raw likelihood is also the confidence of every cleaned version.
-        likelihoods = {(r["individual"], r["body_part"]): load_array(r["likelihood"]) for r in rows}
+        likelihoods = {(r["individual"], r["body_part"]): r["likelihood"] for r in rows}
         for ind in individuals:
             series = [
                 _series(

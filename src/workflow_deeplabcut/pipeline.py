@@ -7,7 +7,7 @@ and ``jobs`` schemas beyond the tutorial's five. Declaration holds a server-side
 processes that start together on a fresh prefix do not race.
 """
 
-from . import database, jobs, lab, model, postprocess, qc, session, subject, train
+from . import database, jobs, lab, migrate, model, postprocess, qc, session, subject, train
 from .settings import with_prefix
 
 SCHEMAS = {
@@ -38,6 +38,7 @@ def activate() -> database.Target:
                     # forget it, so that importing again activates it whole.
                     module.schema.database = None
                     raise
+    migrate.require_current()
     return target
 
 

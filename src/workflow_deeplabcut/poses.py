@@ -198,8 +198,10 @@ def to_dataset(
     return ds
 
 
-def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """Split a movement poses dataset into per-(individual, body part) arrays.
+def dataset_poses(
+    ds: xr.Dataset, single_name: str
+) -> tuple[list[tuple[str, str]], tuple[str, ...], np.ndarray]:
+    """Lay a movement poses dataset out as a stored pose array.
 
     Parameters
     ----------
@@ -210,28 +212,26 @@ def dataset_positions(ds: xr.Dataset, single_name: str) -> dict[tuple[str, str],
 
     Returns
     -------
-    dict
-        ``{(individual, body_part): {"frame_index", "x_pos", "y_pos", "z_pos", "likelihood"}}``.
+    slots : list of (str, str)
+        (individual, body part) per slot, individuals outermost.
+    coords : tuple of str
+        ``("x", "y", "likelihood")``.
+    values : numpy.ndarray
+        (frames, slots, 3) float64: x, y and the confidence.
     """
     if ds.sizes.get("space", 2) != 2:
         raise PoseFileError("Only 2D pose data can be imported (the file holds 3D positions).")
     individuals = [str(i) for i in ds.individuals.values]
     names = [single_name] if len(individuals) == 1 else individuals
-    frames = np.arange(ds.sizes["time"], dtype=np.int32)
-    out = {}
-    for ind, name in zip(individuals, names, strict=True):
-        for part in ds.keypoints.values:
-            point = ds.sel(individuals=ind, keypoints=part)
-            xy = point.position.transpose("time", "space").values
-            confidence = point.confidence.values
-            out[(name, str(part))] = {
-                "frame_index": frames,
-                "x_pos": np.ascontiguousarray(xy[:, 0], dtype=np.float64),
-                "y_pos": np.ascontiguousarray(xy[:, 1], dtype=np.float64),
-                "z_pos": None,
-                "likelihood": np.asarray(confidence, dtype=np.float64),
-            }
-    return out
+    parts = [str(p) for p in ds.keypoints.values]
+    n = ds.sizes["time"]
+    position = ds.position.transpose("time", "individuals", "keypoints", "space").values
+    confidence = ds.confidence.transpose("time", "individuals", "keypoints").values
+    values = np.empty((n, len(individuals), len(parts), 3), dtype=np.float64)
+    values[..., :2] = position
+    values[..., 2] = confidence
+    slots = [(name, part) for name in names for part in parts]
+    return slots, ("x", "y", "likelihood"), values.reshape(n, len(slots), 3)
 
 
 def load_external(path: Path, software: str, fps: float | None = None, **kwargs) -> xr.Dataset:

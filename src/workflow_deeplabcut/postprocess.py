@@ -161,8 +161,7 @@ class CleanedTrajectory(dj.Computed):
         master = (cls & match).fetch1()
         rows = (cls.BodyPart & match).to_dicts()
         raw = {
-            (r["individual"], r["body_part"]): load_array(r["likelihood"])
-            for r in (model.PoseEstimation.BodyPartPosition & match).to_dicts()
+            slot: arrays["likelihood"] for slot, arrays in model.PoseEstimation.window(match).arrays().items()
         }
         arrays = {
             (r["individual"], r["body_part"]): {

@@ -17,7 +17,7 @@ import datajoint as dj
 import numpy as np
 
 from . import model, plots, poses
-from .rows import load_array, nullable, tracks
+from .rows import nullable, pose_window
 from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
@@ -71,19 +71,17 @@ class PoseQC(dj.Computed):
     def make(self, key):
         """Fetch the trajectory and the thresholds, compute the metrics, insert them."""
         params = (QCParamSet & key).fetch1()
-        rows = (model.PoseEstimation.BodyPartPosition & key).to_dicts()
+        window = model.PoseEstimation.window(key)
 
         parts = []
-        for r in rows:
+        for (individual, body_part), arrays in window.arrays().items():
             metrics = poses.qc_metrics(
-                load_array(r["x_pos"]),
-                load_array(r["y_pos"]),
-                load_array(r["likelihood"]),
+                *(np.asarray(arrays[a], dtype=np.float64) for a in ("x_pos", "y_pos", "likelihood")),
                 params["pcutoff"],
                 params["max_jump_px"],
             )
             metrics["median_likelihood"] = nullable(metrics["median_likelihood"])
-            parts.append({**key, "individual": r["individual"], "body_part": r["body_part"], **metrics})
+            parts.append({**key, "individual": individual, "body_part": body_part, **metrics})
         worst = max(parts, key=lambda p: p["fraction_below_pcutoff"])
 
         self.insert1(
@@ -100,7 +98,7 @@ class PoseQC(dj.Computed):
 
 def _tracks(key: dict) -> dict:
     """Fetch a pose estimation's arrays, labelled by body part (and individual if several)."""
-    return tracks((model.PoseEstimation.BodyPartPosition & key).to_dicts())
+    return model.PoseEstimation.window(key).tracks()
 
 
 def _folder(key: dict, sub: str) -> Path:
@@ -212,22 +210,24 @@ class LabeledVideo(dj.Computed):
         info = {k: v for k, v in (model.RecordingInfo & key).fetch1().items() if k in ("fps", "rotation")}
         videos = [str(p) for p in model.VideoRecording.video_paths(key)]
         folder = str(_folder(key, "labeled"))
-        # The arrays' store references (their paths name their content): cheap to compare before
-        # the insert, and make_compute reads the arrays from the store, not from the database.
-        refs = sorted(
+        # The array's store reference (its path names its content) and the slots: cheap to
+        # compare before the insert; make_compute reads the array from the store, not the database.
+        poses_ref, coords = (model.PoseEstimation & key).fetch1("poses", "coords")
+        slots = sorted(
             (model.PoseEstimation.BodyPartPosition & key).to_dicts(),
-            key=lambda r: (r["individual"], r["body_part"]),
+            key=lambda r: r["slot"],
         )
-        return params, info, videos, folder, [_ref_row(r) for r in refs]
+        ref = {"path": poses_ref.path, "coords": coords, "slots": slots}
+        return params, info, videos, folder, ref
 
-    def make_compute(self, key, params, info, videos, folder, refs):
+    def make_compute(self, key, params, info, videos, folder, ref):
         """Draw the video, outside any transaction and without queries (it takes a while)."""
         fps = params["fps"] or info["fps"]
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(videos[0]).stem)
         path = Path(folder) / f"{stem}_labeled{key['labeled_video_idx']}.mp4"
         written = plots.labeled_video(
             [Path(v) for v in videos],
-            tracks([_from_ref_row(r) for r in refs]),
+            pose_window(_load_stored(ref["path"]), ref["slots"], ref["coords"]).tracks(),
             path,
             pcutoff=params["pcutoff"],
             start=params["start_frame"],
@@ -260,28 +260,14 @@ __all__ = [
 ]
 
 
-def _ref_row(row: dict) -> dict:
-    """Return a ``BodyPartPosition`` row with its arrays as store paths (plain, hashable data)."""
-    out = {"individual": row["individual"], "body_part": row["body_part"]}
-    for attr in ("x_pos", "y_pos", "likelihood"):
-        out[attr] = row[attr].path if hasattr(row[attr], "path") else row[attr]
-    return out
-
-
-def _from_ref_row(row: dict) -> dict:
-    """Load the arrays of a :func:`_ref_row` from the pose-array store."""
+def _load_stored(path: str) -> np.ndarray:
+    """Load an array of the pose-array store by its path (memory-mapped from a local folder)."""
     from .database import STORE
 
     backend = _store_backend(STORE)
-    loaded = dict(row)
-    for attr in ("x_pos", "y_pos", "likelihood"):
-        if not isinstance(row[attr], str):
-            continue
-        if backend.protocol == "file":
-            loaded[attr] = np.load(backend._full_path(row[attr]), mmap_mode="r", allow_pickle=False)
-        else:
-            loaded[attr] = np.load(io.BytesIO(backend.get_buffer(row[attr])), allow_pickle=False)
-    return loaded
+    if backend.protocol == "file":
+        return np.load(backend._full_path(path), mmap_mode="r", allow_pickle=False)
+    return np.load(io.BytesIO(backend.get_buffer(path)), allow_pickle=False)
 
 
 def _store_backend(store: str):

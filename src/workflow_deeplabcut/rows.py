@@ -8,13 +8,15 @@ match exactly one row, and a non-finite number is stored as NULL (MySQL has no N
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputError
 
-#: The per-frame arrays of a ``PoseEstimation.BodyPartPosition`` row.
+#: The arrays of one body part, as :meth:`PoseWindow.arrays` names them.
 POSITION_ARRAYS = ("x_pos", "y_pos", "likelihood")
+_NAMES = {"x": "x_pos", "y": "y_pos", "z": "z_pos", "likelihood": "likelihood"}
 
 
 def one_key(table, key: dict) -> dict:
@@ -47,49 +49,126 @@ def nullable(value) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def part_arrays(rows: list[dict], attrs=POSITION_ARRAYS) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-    """Map ``(individual, body_part)`` to the loaded arrays ``attrs`` of each part-table row."""
-    return {(r["individual"], r["body_part"]): {a: load_array(r[a]) for a in attrs} for r in rows}
+@dataclass
+class PoseWindow:
+    """Frames ``start`` to ``start + nframes`` of one pose estimation, for some of its slots.
 
-
-def tracks(rows: list[dict]) -> dict[str, dict[str, np.ndarray]]:
-    """Label each row's ``x``, ``y``, ``likelihood`` by body part (``individual/part`` if several)."""
-    rows = sorted(rows, key=lambda r: (r["individual"], r["body_part"]))
-    multi = len({r["individual"] for r in rows}) > 1
-    return {
-        (f"{r['individual']}/{r['body_part']}" if multi else r["body_part"]): {
-            "x": load_array(r["x_pos"]),
-            "y": load_array(r["y_pos"]),
-            "likelihood": load_array(r["likelihood"]),
-        }
-        for r in rows
-    }
-
-
-def trajectory_frame(scorer: str, rows: list[dict]):
-    """Build a DeepLabCut-style DataFrame from ``BodyPartPosition`` rows.
-
-    Columns ``(scorer, [individuals,] bodyparts, coords)``; the ``individuals`` level appears
-    when the rows hold several individuals. Indexed by frame.
+    Attributes
+    ----------
+    values : numpy.ndarray
+        (frames, slots, coords), a view of the stored array (memory-mapped from a local
+        store: only the frames and slots used are read from disk).
+    slots : list of (str, str)
+        (individual, body part) of each slot, in stored order.
+    coords : tuple of str
+        ``x, y[, z], likelihood``.
+    start : int
+        The first frame's number.
     """
-    import pandas as pd
 
-    rows = sorted(rows, key=lambda r: (r["individual"], r["body_part"]))
-    multi = len({r["individual"] for r in rows}) > 1
-    arrays, columns = [], []
-    for row in rows:
-        coords = ["x", "y"] + (["z"] if row.get("z_pos") is not None else []) + ["likelihood"]
-        for coord in coords:
-            attr = "likelihood" if coord == "likelihood" else f"{coord}_pos"
-            arrays.append(load_array(row[attr]))
-            individual = (row["individual"],) if multi else ()
-            columns.append((scorer, *individual, row["body_part"], coord))
-    names = ["scorer", *(["individuals"] if multi else []), "bodyparts", "coords"]
-    index = load_array(rows[0]["frame_index"]) if rows else np.array([], dtype=np.int32)
-    return pd.DataFrame(
-        np.column_stack(arrays) if arrays else np.empty((len(index), 0)),
-        index=pd.Index(index, name="frame_index"),
-        columns=pd.MultiIndex.from_tuples(columns, names=names),
+    values: np.ndarray
+    slots: list[tuple[str, str]]
+    coords: tuple[str, ...]
+    start: int = 0
+
+    @property
+    def nframes(self) -> int:
+        """Number of frames in the window."""
+        return int(self.values.shape[0])
+
+    @property
+    def multi(self) -> bool:
+        """Whether the slots belong to several individuals."""
+        return len({i for i, _ in self.slots}) > 1
+
+    def arrays(self) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+        """Map (individual, body part) to its ``x_pos``, ``y_pos`` (``z_pos``), ``likelihood`` views."""
+        return {
+            slot: {_NAMES[c]: self.values[:, k, j] for j, c in enumerate(self.coords)}
+            for k, slot in enumerate(self.slots)
+        }
+
+    def tracks(self) -> dict[str, dict[str, np.ndarray]]:
+        """Label each slot's ``x``, ``y``, ``likelihood`` by body part (``individual/part`` if several)."""
+        multi = self.multi
+        return {
+            (f"{ind}/{part}" if multi else part): {
+                "x": self.values[:, k, self.coords.index("x")],
+                "y": self.values[:, k, self.coords.index("y")],
+                "likelihood": self.values[:, k, self.coords.index("likelihood")],
+            }
+            for k, (ind, part) in enumerate(self.slots)
+        }
+
+    def frame(self, scorer: str):
+        """Return a DeepLabCut-style DataFrame (a copy), indexed by frame number.
+
+        Columns ``(scorer, [individuals,] bodyparts, coords)`` in stored order; the
+        ``individuals`` level appears when the slots hold several individuals.
+        """
+        import pandas as pd
+
+        multi = self.multi
+        columns = [
+            (scorer, *((ind,) if multi else ()), part, coord)
+            for ind, part in self.slots
+            for coord in self.coords
+        ]
+        names = ["scorer", *(["individuals"] if multi else []), "bodyparts", "coords"]
+        n = self.nframes
+        return pd.DataFrame(
+            np.array(self.values.reshape(n, -1), dtype=np.float64),
+            index=pd.RangeIndex(self.start, self.start + n, name="frame_index"),
+            columns=pd.MultiIndex.from_tuples(columns, names=names),
+        )
+
+
+def pose_window(poses, parts: list[dict], coords: str, start=None, stop=None, body_parts="all") -> PoseWindow:
+    """Cut a window out of a stored pose array.
+
+    Parameters
+    ----------
+    poses : NpyRef or numpy.ndarray
+        The estimation's (frames, slots, coords) array.
+    parts : list of dict
+        Its ``BodyPartPosition`` rows (``individual``, ``body_part``, ``slot``).
+    coords : str
+        The estimation's ``coords`` (comma-separated).
+    start, stop : int, optional
+        Frame numbers, as in ``range(start, stop)``; default the whole recording.
+    body_parts : "all", str or list of str
+        Which body parts (of every individual) to keep.
+
+    Raises
+    ------
+    InputError
+        If a body part is unknown or the frame range is empty or outside the recording.
+    """
+    parts = sorted(parts, key=lambda r: r["slot"])
+    if body_parts != "all":
+        wanted = [body_parts] if isinstance(body_parts, str) else list(body_parts)
+        known = {r["body_part"] for r in parts}
+        unknown = set(wanted) - known
+        if unknown:
+            raise InputError(f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}.")
+        parts = [r for r in parts if r["body_part"] in set(wanted)]
+    values = load_array(poses)
+    n = int(values.shape[0])
+    first = 0 if start is None else int(start)
+    last = n if stop is None else int(stop)
+    whole = start is None and stop is None
+    if not (0 <= first <= last <= n and (first < last or whole)):
+        raise InputError(
+            f"Frames {first} to {last} are not within this recording's 0 to {n}; "
+            f"give 0 <= start < stop <= {n}."
+        )
+    values = values[first:last]
+    slots = [r["slot"] for r in parts]
+    if slots != list(range(values.shape[1])):
+        contiguous = slots == list(range(slots[0], slots[-1] + 1)) if slots else False
+        values = values[:, slots[0] : slots[-1] + 1] if contiguous else values[:, slots]
+    return PoseWindow(
+        values, [(r["individual"], r["body_part"]) for r in parts], tuple(coords.split(",")), first
     )
 
 
@@ -97,8 +176,7 @@ __all__ = [
     "one_key",
     "load_array",
     "nullable",
-    "part_arrays",
-    "tracks",
-    "trajectory_frame",
+    "PoseWindow",
+    "pose_window",
     "POSITION_ARRAYS",
 ]

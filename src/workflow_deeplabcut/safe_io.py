@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -226,28 +227,9 @@ def read_pandas_hdf(path: str | Path, key: str | None = None) -> pd.DataFrame:
         If the file holds pickled code, is not HDF5, or holds a layout this reader does not
         know (e.g. object-typed values), with the reason.
     """
-    import h5py
-
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise UnsafeFileError(f"{path} is not a readable HDF5 file ({err}).") from None
-    with handle:
-        scan_hdf(handle, path)
-        frames = [k for k, g in handle.items() if isinstance(g, h5py.Group) and "pandas_type" in g.attrs]
-        if key is None:
-            key = (
-                "df_with_missing"
-                if "df_with_missing" in frames
-                else (frames[0] if len(frames) == 1 else None)
-            )
-        if key is None or key not in frames:
-            raise UnsafeFileError(
-                f"{path} holds pandas frames {frames}; expected {'one' if key is None else repr(key)}."
-            )
-        group = handle[key]
-        kind = _attr_value(group.attrs["pandas_type"], str(path))
+    with _open_hdf(path) as handle:
+        group, kind = _frame_group(handle, path, key)
         try:
             if kind == "frame":
                 return _read_fixed(group, path)
@@ -258,6 +240,85 @@ def read_pandas_hdf(path: str | Path, key: str | None = None) -> pd.DataFrame:
                 f"{path}: unexpected pandas HDF5 layout ({type(err).__name__}: {err})."
             ) from None
     raise UnsafeFileError(f"{path}: pandas layout {kind!r} is not supported (expected a DataFrame).")
+
+
+def _open_hdf(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise UnsafeFileError(f"{path} is not a readable HDF5 file ({err}).") from None
+
+
+def _frame_group(handle, path: Path, key: str | None):
+    """Scan the open file; return the pandas frame's group (``key``, or the only one) and its kind."""
+    import h5py
+
+    scan_hdf(handle, path)
+    frames = [k for k, g in handle.items() if isinstance(g, h5py.Group) and "pandas_type" in g.attrs]
+    if key is None:
+        key = "df_with_missing" if "df_with_missing" in frames else (frames[0] if len(frames) == 1 else None)
+    if key is None or key not in frames:
+        raise UnsafeFileError(
+            f"{path} holds pandas frames {frames}; expected {'one' if key is None else repr(key)}."
+        )
+    group = handle[key]
+    return group, _attr_value(group.attrs["pandas_type"], str(path))
+
+
+@dataclass(frozen=True)
+class ValuesBlock:
+    """Where a pandas frame's numbers lie in its HDF5 file: one plain block of bytes."""
+
+    columns: pd.Index
+    nrows: int
+    dtype: np.dtype
+    offset: int  # byte offset of the (nrows, ncolumns) C-order values in the file
+    nbytes: int
+
+
+def pandas_hdf_block(path: str | Path, key: str | None = None) -> ValuesBlock | None:
+    """Locate the values of a ``fixed``-format frame with one numeric block stored plainly.
+
+    The file is scanned as by :func:`read_pandas_hdf`; no value is read. Returns None when the
+    values are not one contiguous, uncompressed floating-point block in the frame's column
+    order (a ``table`` frame, several blocks, chunked storage): read the frame then.
+
+    Raises
+    ------
+    UnsafeFileError
+        As :func:`read_pandas_hdf`.
+    """
+    path = Path(path)
+    with _open_hdf(path) as handle:
+        group, kind = _frame_group(handle, path, key)
+        if kind != "frame":
+            return None
+        try:
+            attrs = _attrs(group, path)
+            if int(attrs.get("nblocks", 0)) != 1:
+                return None
+            values = group["block0_values"]
+            columns = _axis(group, "axis0", path)
+            if (
+                values.ndim != 2
+                or values.dtype.kind != "f"
+                or values.chunks is not None
+                or _attrs(values, path).get("PSEUDOATOM") == "object"
+                or values.shape[1] != len(columns)
+                or not columns.equals(_axis(group, "block0_items", path))
+            ):
+                return None
+            offset = values.id.get_offset()
+            nbytes = values.size * values.dtype.itemsize
+            if offset is None or values.id.get_storage_size() != nbytes:
+                return None
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise UnsafeFileError(
+                f"{path}: unexpected pandas HDF5 layout ({type(err).__name__}: {err})."
+            ) from None
+        return ValuesBlock(columns, int(values.shape[0]), values.dtype, int(offset), int(nbytes))
 
 
 def _attrs(obj, path) -> dict:

@@ -437,13 +437,11 @@ def trajectory(
     first, last = max(0, min(first, len(times) - 1)), max(first + 1, min(last, len(times)))
     window = times[first:last]
     series = []
-    for row in sorted(
-        (model.PoseEstimation.BodyPartPosition & match).to_dicts(),
-        key=lambda r: (r["individual"], r["body_part"]),
-    ):
-        entry = {"individual": row["individual"], "body_part": row["body_part"]}
+    arrays = model.PoseEstimation.window(match, first, last).arrays()
+    for (individual, body_part), row in sorted(arrays.items()):
+        entry = {"individual": individual, "body_part": body_part}
         for attr, name, digits in (("x_pos", "x", 2), ("y_pos", "y", 2), ("likelihood", "likelihood", 4)):
-            values = np.asarray(load_array(row[attr])[first:last], dtype=np.float64)
+            values = np.asarray(row[attr], dtype=np.float64)
             picks = minmax_downsample(values, buckets)
             entry[name] = {"t": _json_numbers(window[picks], 4), "v": _json_numbers(values[picks], digits)}
         series.append(entry)

@@ -1,0 +1,165 @@
+"""Pose arrays in the DataJoint store, written without intermediate copies.
+
+Each ``PoseEstimation`` keeps its positions in one ``.npy`` file (frames × slots × coords, a slot
+being one individual's body part), through the ``<npyfile@store>`` codec defined here. It is
+DataJoint's own ``<npy@store>`` (same paths, same JSON metadata, read back as DataJoint's
+lazy :class:`~datajoint.builtin_codecs.npy.NpyRef`, memory-mapped from a local store) with two
+differences on the way in:
+
+- an array is streamed to its file (``numpy.lib.format.write_array`` into the open file),
+  not serialised into an in-memory buffer first (DataJoint's codec holds two extra copies);
+- a :class:`FileRanges` value (byte ranges of other files, e.g. the values block of
+  DeepLabCut's ``.h5`` outputs) is copied file to file by the kernel
+  (``os.copy_file_range``): the stored values are DeepLabCut's bytes, bit for bit, and never
+  pass through Python.
+
+The file is written under a temporary name and renamed into place, as DataJoint does.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datajoint.builtin_codecs.npy import NpyCodec
+from datajoint.errors import DataJointError
+
+#: Bytes read per step where the kernel cannot copy file to file.
+CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class FileRanges:
+    """An array whose C-order bytes lie, in order, in byte ranges of files.
+
+    Attributes
+    ----------
+    dtype : numpy.dtype
+        The values' type, byte order included.
+    shape : tuple of int
+        The array's shape.
+    pieces : tuple of (str, int, int)
+        ``(path, offset, nbytes)`` of each range, in array order.
+    """
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    pieces: tuple[tuple[str, int, int], ...]
+
+    def __post_init__(self):
+        expected = int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        found = sum(n for _, _, n in self.pieces)
+        if expected != found:
+            raise ValueError(
+                f"FileRanges: shape {self.shape} needs {expected} bytes, the pieces hold {found}."
+            )
+
+    def load(self) -> np.ndarray:
+        """Read the array into memory (for checks; storing copies the files without this)."""
+        out = np.empty(self.shape, dtype=self.dtype)
+        flat = out.reshape(-1).view(np.uint8)
+        at = 0
+        for path, offset, nbytes in self.pieces:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                got = f.readinto(memoryview(flat[at : at + nbytes]))
+            if got != nbytes:
+                raise OSError(f"{path}: expected {nbytes} bytes at {offset}, read {got}.")
+            at += nbytes
+        return out
+
+
+def _copy_range(src: str, offset: int, nbytes: int, dst) -> None:
+    """Append ``nbytes`` of ``src`` from ``offset`` to the open unbuffered file ``dst``.
+
+    The kernel copies file to file where it can; where it cannot (another file system, an old
+    kernel) the rest goes through a bounded buffer.
+    """
+    with open(src, "rb") as f:
+        copied = 0
+        if hasattr(os, "copy_file_range") and isinstance(dst, io.FileIO):
+            try:
+                while copied < nbytes:
+                    done = os.copy_file_range(f.fileno(), dst.fileno(), nbytes - copied, offset + copied)
+                    if done == 0:
+                        break
+                    copied += done
+            except OSError:
+                if copied:
+                    raise
+        f.seek(offset + copied)
+        while copied < nbytes:
+            chunk = f.read(min(CHUNK, nbytes - copied))
+            if not chunk:
+                raise OSError(f"{src} ended {nbytes - copied} bytes before the range it should hold.")
+            dst.write(chunk)
+            copied += len(chunk)
+
+
+def write_npy(f, value: np.ndarray | FileRanges) -> None:
+    """Write ``value`` in ``.npy`` format to the open binary file ``f``, without copying it in memory."""
+    if isinstance(value, FileRanges):
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(value.dtype)),
+            "fortran_order": False,
+            "shape": tuple(int(n) for n in value.shape),
+        }
+        np.lib.format.write_array_header_1_0(f, header)
+        for path, offset, nbytes in value.pieces:
+            _copy_range(path, offset, nbytes, f)
+    else:
+        np.lib.format.write_array(f, value, allow_pickle=False)
+
+
+class NpyFileCodec(NpyCodec):
+    """``<npyfile@store>``: DataJoint's ``<npy@store>``, streamed to the store (see the module)."""
+
+    name = "npyfile"
+
+    def validate(self, value: Any) -> None:
+        """Accept a numeric numpy array or a :class:`FileRanges`."""
+        if isinstance(value, FileRanges):
+            return
+        super().validate(value)
+
+    def encode(
+        self, value: Any, *, key: dict | None = None, context: dict | None = None, store_name=None
+    ) -> dict:
+        """Write ``value`` to its schema-addressed path; return DataJoint's ``<npy>`` metadata."""
+        schema, table, field, primary_key = self._extract_context(key, context)
+        config = self._codec_config(key, context)
+        path, _ = self._build_path(
+            schema, table, field, primary_key, ext=".npy", store_name=store_name, config=config
+        )
+        backend = self._get_backend(store_name, config=config)
+        if backend.protocol == "file":
+            full = Path(backend._full_path(path))
+            full.parent.mkdir(parents=True, exist_ok=True)
+            temp = full.with_name(full.name + ".saving")
+            try:
+                with open(temp, "wb", buffering=0) as f:
+                    write_npy(f, value)
+                os.replace(temp, full)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        else:
+            with backend.open(path, "wb") as f:
+                write_npy(f, value)
+        dtype = np.dtype(value.dtype)
+        return {"path": path, "store": store_name, "dtype": str(dtype), "shape": list(value.shape)}
+
+
+def check_codec() -> None:
+    """Raise if another ``<npyfile>`` codec took the name (DataJoint registers codecs globally)."""
+    from datajoint.codecs import get_codec
+
+    if not isinstance(get_codec("npyfile"), NpyFileCodec):
+        raise DataJointError("The <npyfile> codec is registered by another package.")
+
+
+__all__ = ["FileRanges", "NpyFileCodec", "write_npy", "CHUNK"]

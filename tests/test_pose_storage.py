@@ -1,0 +1,167 @@
+"""Pose storage: one array per estimation, DeepLabCut's bytes, windows that read only themselves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PROJECT_ROOT, insert_load_task, insert_model_row
+
+from workflow_deeplabcut import dlc, synthetic
+from workflow_deeplabcut.errors import InputError
+from workflow_deeplabcut.posestore import FileRanges
+
+PARTS = ["nose", "ear_left", "ear_right", "tail_base"]
+N = 900
+
+
+@pytest.fixture(scope="module")
+def stored(pipeline, new_session, camera, processed_root):
+    """One load-mode estimation of a 900-frame DeepLabCut output, float32 as DeepLabCut 3 writes."""
+    name = insert_model_row(pipeline, "storage", PARTS)
+    session_key = new_session("storage")
+    rec = {**session_key, "recording_id": 1}
+    out = processed_root / "storage" / "rec1"
+    h5 = synthetic.write_dlc_outputs(out, "rec1", PARTS, N, seed=3)
+    frame = pd.read_hdf(h5).astype(np.float32)
+    frame.to_hdf(h5, key="df_with_missing", format="fixed", mode="w")
+    task = insert_load_task(pipeline, rec, camera, name, out, N)
+    pipeline.model.PoseEstimation.populate(task)
+    return {"key": task, "h5": h5, "frame": pd.read_hdf(h5)}
+
+
+def _store_file(pipeline, key):
+    ref = (pipeline.model.PoseEstimation & key).fetch1("poses")
+    return ref, ref._backend._full_path(ref.path)
+
+
+def test_one_file_holding_deeplabcuts_bytes(pipeline, stored):
+    ref, path = _store_file(pipeline, stored["key"])
+    assert ref.shape == (N, len(PARTS), 3) and ref.dtype == np.float32
+    # One .npy for the whole estimation (not five per body part).
+    folder = os.path.dirname(path)
+    assert [f for f in os.listdir(folder) if f.endswith(".npy")] == [os.path.basename(path)]
+    with h5py.File(stored["h5"], "r") as f:
+        raw = f["df_with_missing/block0_values"][()].tobytes()
+    stored_bytes = np.load(path, mmap_mode="r")
+    assert stored_bytes.tobytes() == raw  # bit for bit, float32 kept
+    traj = pipeline.model.PoseEstimation.get_trajectory(stored["key"])
+    np.testing.assert_array_equal(traj.to_numpy(), stored["frame"].to_numpy())
+    assert [c[1:] for c in traj.columns] == [c[1:] for c in stored["frame"].columns]
+    assert traj.index[0] == 0 and traj.index[-1] == N - 1
+    slots = (pipeline.model.PoseEstimation.BodyPartPosition & stored["key"]).to_dicts()
+    assert sorted((r["slot"], r["body_part"]) for r in slots) == list(enumerate(PARTS))
+
+
+def test_windows_read_only_their_frames_and_parts(pipeline, stored):
+    model = pipeline.model
+    window = model.PoseEstimation.window(stored["key"], 300, 360)
+    assert isinstance(window.values, np.memmap) and window.nframes == 60  # a view of the file
+    window = model.PoseEstimation.window(stored["key"], 300, 360, ["ear_right", "ear_left"])
+    assert isinstance(window.values, np.memmap)  # neighbouring slots: still a view
+    window = model.PoseEstimation.window(stored["key"], 300, 360, ["tail_base", "nose"])
+    assert window.slots == [("individual_0", "nose"), ("individual_0", "tail_base")]
+    assert window.values.shape == (60, 2, 3)  # the 60 frames of the two slots only are copied
+    part = model.PoseEstimation.get_trajectory(stored["key"], ["tail_base", "nose"], start=300, stop=360)
+    expected = stored["frame"].iloc[300:360][
+        [c for c in stored["frame"].columns if c[1] in ("nose", "tail_base")]
+    ]
+    np.testing.assert_array_equal(part.to_numpy(), expected.to_numpy())
+    assert list(part.index) == list(range(300, 360))
+    ds = model.PoseEstimation.get_dataset(stored["key"], start=300, stop=360)
+    assert ds.sizes["time"] == 60 and ds.time.values[0] == pytest.approx(10.0)
+    np.testing.assert_array_equal(
+        ds.position.sel(keypoints="ear_left", space="x").values.ravel(),
+        stored["frame"].iloc[300:360][(stored["frame"].columns[0][0], "ear_left", "x")].to_numpy(),
+    )
+
+
+def test_info_reads_no_array(pipeline, stored):
+    model = pipeline.model
+    _, path = _store_file(pipeline, stored["key"])
+    moved = path + ".away"
+    shutil.move(path, moved)
+    try:
+        info = model.PoseEstimation.info(stored["key"])
+        with pytest.raises(FileNotFoundError):
+            model.PoseEstimation.window(stored["key"])
+    finally:
+        shutil.move(moved, path)
+    assert info["nframes"] == N and info["shape"] == (N, len(PARTS), 3) and info["fps"] == 30.0
+    assert info["body_parts"] == sorted(PARTS) and info["coords"] == ("x", "y", "likelihood")
+
+
+@pytest.mark.parametrize(
+    "window, message",
+    [
+        ({"start": 50, "stop": 50}, "0 <= start < stop"),
+        ({"start": 0, "stop": N + 1}, "0 <= start < stop"),
+        ({"start": -5}, "0 <= start < stop"),
+        ({"body_parts": ["wing"]}, "Unknown body part"),
+    ],
+)
+def test_bad_windows_are_refused(pipeline, stored, window, message):
+    with pytest.raises(InputError, match=message):
+        pipeline.model.PoseEstimation.get_trajectory(stored["key"], **window)
+
+
+def test_outputs_of_several_videos_are_copied_in_order(tmp_path):
+    first = synthetic.write_dlc_outputs(tmp_path, "part1", PARTS, 120, seed=1)
+    second = synthetic.write_dlc_outputs(tmp_path, "part2", PARTS, 80, seed=2)
+    out = dlc.read_outputs(tmp_path, ["part1", "part2"])
+    assert isinstance(out.poses, FileRanges) and len(out.poses.pieces) == 2
+    both = pd.concat([pd.read_hdf(first), pd.read_hdf(second)]).to_numpy()
+    np.testing.assert_array_equal(out.array().reshape(200, -1), both)
+    assert out.nframes == 200 and out.slots == [("individual_0", p) for p in PARTS]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["table", "compressed", "columns shuffled"],
+)
+def test_other_pandas_layouts_are_read_then_stored(tmp_path, layout):
+    """Files not laid out as DeepLabCut's own are read (not copied) and give the same values."""
+    h5 = synthetic.write_dlc_outputs(tmp_path, "rec", PARTS, 150, seed=4)
+    frame = pd.read_hdf(h5)
+    h5.unlink()
+    if layout == "table":
+        frame.to_hdf(h5, key="df_with_missing", format="table")
+    elif layout == "compressed":
+        frame.to_hdf(h5, key="df_with_missing", format="fixed", complevel=5, complib="zlib")
+    else:
+        frame[list(reversed(frame.columns))].to_hdf(h5, key="df_with_missing", format="fixed")
+    out = dlc.read_outputs(tmp_path, ["rec"])
+    assert isinstance(out.poses, np.ndarray)
+    assert out.slots == [
+        ("individual_0", p) for p in (PARTS if layout != "columns shuffled" else PARTS[::-1])
+    ]
+    for k, (_, part) in enumerate(out.slots):
+        for j, coord in enumerate(out.coords):
+            np.testing.assert_array_equal(
+                out.poses[:, k, j], frame[(frame.columns[0][0], part, coord)].to_numpy()
+            )
+
+
+def test_pipeline_import_loads_no_heavy_library(pipeline):
+    """Importing the pipeline (tables declared) pulls in no engine: DeepLabCut, torch, NWB, movement."""
+    code = (
+        "import sys, workflow_deeplabcut.pipeline; "
+        "print(sorted(m for m in ('deeplabcut', 'torch', 'pynwb', 'movement', 'cv2', 'matplotlib', 'numba') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
