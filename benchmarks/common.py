@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVERS = {
@@ -55,16 +59,89 @@ def worker_command(*args: str) -> list[str]:
     ]
 
 
-def timed(fn, repeat: int, setup=None) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        if setup:
-            setup()
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+@dataclass
+class Pairs:
+    """Wall and CPU seconds of A and B, run alternately (A B A B ...)."""
+
+    wall_a: list[float] = field(default_factory=list)
+    wall_b: list[float] = field(default_factory=list)
+    cpu_a: list[float] = field(default_factory=list)
+    cpu_b: list[float] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Per-pair wall-time ratios A / B."""
+        return [a / b for a, b in zip(self.wall_a, self.wall_b, strict=True)]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """Per-pair CPU-time ratios A / B."""
+        return [a / max(b, 1e-9) for a, b in zip(self.cpu_a, self.cpu_b, strict=True)]
+
+    def line(self, name: str, baseline: str, goal: float | None = None) -> str:
+        """One report line: medians, the median per-pair ratio (min-max), the CPU ratio, the goal."""
+        ratio = statistics.median(self.ratios)
+        met = "" if goal is None else f"  goal <= {goal:g}x: {'met' if ratio <= goal else 'MISSED'}"
+        return (
+            f"{name:<28} {1e3 * statistics.median(self.wall_a):8.1f} ms  {baseline} "
+            f"{1e3 * statistics.median(self.wall_b):8.1f} ms  ratio {ratio:5.2f}x "
+            f"({min(self.ratios):.2f}-{max(self.ratios):.2f})  CPU ratio "
+            f"{statistics.median(self.cpu_ratios):5.2f}x{met}"
+        )
+
+
+def interleaved(a, b, rounds: int, setup_a=None, setup_b=None, warm: bool = True) -> Pairs:
+    """Run ``a`` and ``b`` alternately ``rounds`` times (after one untimed round when ``warm``).
+
+    ``setup_a``/``setup_b`` run before each call, untimed. The machine's load swings; a ratio
+    of two calls made seconds apart is what means something, so each pair gives one ratio.
+    """
+    out = Pairs()
+    for i in range(rounds + int(warm)):
+        for fn, setup, wall, cpu in (
+            (a, setup_a, out.wall_a, out.cpu_a),
+            (b, setup_b, out.wall_b, out.cpu_b),
+        ):
+            if setup:
+                setup()
+            gc.collect()
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            elapsed, used = time.perf_counter() - t0, time.process_time() - c0
+            if i >= int(warm):
+                wall.append(elapsed)
+                cpu.append(used)
+    return out
+
+
+_RSS_START = """
+import gc, json, re
+def _status(name):
+    text = open("/proc/self/status").read()
+    return int(re.search(name + r":\\s+(\\d+)", text).group(1)) * 1024
+gc.collect()
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM to the current RSS
+_base = _status("VmRSS")
+"""
+_RSS_END = """
+print("RSS", json.dumps([_base, _status("VmHWM") - _base]))
+"""
+
+
+def fresh_peak_rss(setup: str, measured: str, env: dict | None = None) -> tuple[int, int]:
+    """Run ``setup`` then ``measured`` in a fresh Python; return (baseline RSS, peak added), bytes.
+
+    The peak is the kernel's high-water mark (``VmHWM``), reset after ``setup`` through
+    ``/proc/self/clear_refs``: what ``measured`` alone added at its peak, every allocation
+    counted (numpy, HDF5, the database driver), not only what tracemalloc sees.
+    """
+    code = "\n".join([setup, _RSS_START, measured, _RSS_END])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    line = [x for x in done.stdout.splitlines() if x.startswith("RSS ")][-1]
+    base, added = json.loads(line[4:])
+    return base, added
 
 
 def seed_model(parts: list[str], name: str = "bench") -> None:

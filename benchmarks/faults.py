@@ -319,8 +319,8 @@ def restarts(site: Site, jobs: int, frames: int, restarts: int, workers: int = 3
         site.start_worker()
     done = 0
     for _ in range(restarts):
-        # Restart while work goes on: once another job's arrays have reached the store.
-        if not _wait_for_arrays(site, _array_count(site) + len(PARTS) * 4, site.workers):
+        # Restart while work goes on: once another job's array has reached the store.
+        if not _wait_for_arrays(site, _array_count(site) + 1, site.workers):
             break
         site.server.stop()
         time.sleep(1.5)
@@ -452,7 +452,7 @@ def small_disk(folder: Path, jobs: int, frames: int):
     """Mount a tmpfs (root only) big enough for the jobs' arrays twice over; yield its path."""
     mount = folder / "small-disk"
     mount.mkdir(parents=True)
-    size_mb = int(jobs * len(PARTS) * 4 * frames * 8 * 2 / 2**20) + 4
+    size_mb = int(jobs * len(PARTS) * 3 * frames * 8 * 2 / 2**20) + 4  # x, y, likelihood float64
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)], check=True)
     try:
         yield mount

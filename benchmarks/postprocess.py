@@ -1,7 +1,8 @@
 """Benchmark: the pipeline's post-processing, QC and NWB export against the bare libraries.
 
 For one large estimate (default: a one-hour video at 30 fps, 108,000 frames, 20 body parts) it
-times, side by side in the same process (compare ratios, not seconds; this machine is noisy):
+times, interleaved (A B A B ...) in the same process, the median and min-max of the per-pair
+ratios with the CPU-time ratio (compare ratios, not seconds; this machine is noisy):
 
 - ``CleanedTrajectory.populate`` + ``Kinematics.populate`` (fetch arrays, clean, derive, write
   ``.npy`` files, insert rows) against calling the same movement functions on arrays already in
@@ -17,20 +18,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from common import SERVERS, configure, seed_estimation_task, timed
-
-
-def report(name: str, values: list[float], base: list[float], base_name: str) -> None:
-    ratio = min(values) / min(base)
-    print(
-        f"{name:28s} min {min(values) * 1e3:9.1f} ms   median {statistics.median(values) * 1e3:9.1f} ms   "
-        f"{ratio:5.2f}x {base_name} ({min(base) * 1e3:.1f} ms)"
-    )
+from common import SERVERS, configure, interleaved, seed_estimation_task
 
 
 def main() -> int:
@@ -40,7 +32,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=["embedded", *SERVERS], default="embedded")
     parser.add_argument("--frames", type=int, default=108_000)
     parser.add_argument("--parts", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="wdlc-bench-"))
@@ -90,10 +82,8 @@ def main() -> int:
         def clear_qc():
             (qc.PoseQC & qc_key).delete(prompt=False)
 
-        base_pp = timed(bare_postprocess, args.repeat)
-        pipe_pp = timed(pipeline_postprocess, args.repeat, setup=clear_postprocess)
-        base_qc = timed(bare_qc, args.repeat)
-        pipe_qc = timed(lambda: qc.PoseQC.populate(qc_key), args.repeat, setup=clear_qc)
+        pp = interleaved(pipeline_postprocess, bare_postprocess, args.rounds, setup_a=clear_postprocess)
+        qcs = interleaved(lambda: qc.PoseQC.populate(qc_key), bare_qc, args.rounds, setup_a=clear_qc)
 
         from movement.io import save_poses
 
@@ -103,13 +93,12 @@ def main() -> int:
                 io.write(nwbfile)
 
         out = workdir / "processed" / "bench.nwb"
-        base_nwb = timed(bare_nwb, args.repeat)
-        pipe_nwb = timed(lambda: nwb.export_session(key, out, overwrite=True), args.repeat)
+        nwbs = interleaved(lambda: nwb.export_session(key, out, overwrite=True), bare_nwb, args.rounds)
 
-        print(f"backend={args.backend}  frames={args.frames}  parts={args.parts}")
-        report("clean + kinematics (rows)", pipe_pp, base_pp, "movement in memory")
-        report("QC metrics (rows)", pipe_qc, base_qc, "the same metrics in memory")
-        report("NWB export (raw + cleaned)", pipe_nwb, base_nwb, "movement to_nwb_file (raw only)")
+        print(f"backend={args.backend}  frames={args.frames}  parts={args.parts}  rounds={args.rounds}")
+        print(pp.line("clean + kinematics (rows)", "movement in memory"))
+        print(qcs.line("QC metrics (rows)", "the same metrics in memory"))
+        print(nwbs.line("NWB export (raw + cleaned)", "movement to_nwb_file (raw only)"))
         ours, bare = (p.stat().st_size / 2**20 for p in (out, workdir / "bare.nwb"))
         print(f"NWB file: {ours:.1f} MiB; movement's raw-only file: {bare:.1f} MiB")
     finally:

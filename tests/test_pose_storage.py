@@ -165,3 +165,23 @@ def test_pipeline_import_loads_no_heavy_library(pipeline):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_array_file_cut_short_is_never_stored(tmp_path):
+    """A write that stops early (a full disk, a source cut short) raises; nothing is renamed in."""
+    from workflow_deeplabcut.posestore import check_npy, write_npy
+
+    source = tmp_path / "values.bin"
+    source.write_bytes(np.arange(100, dtype=np.float64).tobytes())
+    ranges = FileRanges(np.dtype(np.float64), (50, 2, 1), ((str(source), 0, 800),))
+    with open(tmp_path / "whole.npy", "wb") as f:
+        write_npy(f, ranges)
+    check_npy(tmp_path / "whole.npy", np.float64, (50, 2, 1))
+    np.testing.assert_array_equal(np.load(tmp_path / "whole.npy").ravel(), np.arange(100.0))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes((tmp_path / "whole.npy").read_bytes()[:-8])
+    with pytest.raises(OSError, match="incomplete array file"):
+        check_npy(cut, np.float64, (50, 2, 1))
+    source.write_bytes(source.read_bytes()[:400])  # the source shrank after it was checked
+    with pytest.raises(OSError, match="ended 400 bytes before"), open(tmp_path / "short.npy", "wb") as f:
+        write_npy(f, ranges)

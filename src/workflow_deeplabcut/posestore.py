@@ -18,7 +18,6 @@ The file is written under a temporary name and renamed into place, as DataJoint 
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +73,15 @@ class FileRanges:
 
 
 def _copy_range(src: str, offset: int, nbytes: int, dst) -> None:
-    """Append ``nbytes`` of ``src`` from ``offset`` to the open unbuffered file ``dst``.
+    """Append ``nbytes`` of ``src`` from ``offset`` to the open binary file ``dst``.
 
     The kernel copies file to file where it can; where it cannot (another file system, an old
-    kernel) the rest goes through a bounded buffer.
+    kernel) the rest goes through a bounded buffer. A short write (a full disk) raises.
     """
     with open(src, "rb") as f:
         copied = 0
-        if hasattr(os, "copy_file_range") and isinstance(dst, io.FileIO):
+        if hasattr(os, "copy_file_range"):
+            dst.flush()
             try:
                 while copied < nbytes:
                     done = os.copy_file_range(f.fileno(), dst.fileno(), nbytes - copied, offset + copied)
@@ -91,12 +91,14 @@ def _copy_range(src: str, offset: int, nbytes: int, dst) -> None:
             except OSError:
                 if copied:
                     raise
+            if copied:
+                dst.seek(0, os.SEEK_END)  # the buffered writer learns where the kernel left the file
         f.seek(offset + copied)
         while copied < nbytes:
             chunk = f.read(min(CHUNK, nbytes - copied))
             if not chunk:
                 raise OSError(f"{src} ended {nbytes - copied} bytes before the range it should hold.")
-            dst.write(chunk)
+            dst.write(chunk)  # a buffered writer writes all of it, or raises
             copied += len(chunk)
 
 
@@ -113,6 +115,28 @@ def write_npy(f, value: np.ndarray | FileRanges) -> None:
             _copy_range(path, offset, nbytes, f)
     else:
         np.lib.format.write_array(f, value, allow_pickle=False)
+
+
+def check_npy(path: str | Path, dtype, shape) -> None:
+    """Raise ``OSError`` unless ``path`` is a complete ``.npy`` of that dtype and shape.
+
+    Reads the header only, and compares the file's size with what the header promises: a
+    write cut short (a full disk, a killed process) is never renamed into place.
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        reader = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        found_shape, fortran, found_dtype = reader(f)
+        data_at = f.tell()
+    expected = data_at + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    size = os.path.getsize(path)
+    if tuple(found_shape) != tuple(shape) or found_dtype != np.dtype(dtype) or fortran or size != expected:
+        raise OSError(
+            f"{path}: incomplete array file ({size} bytes, {expected} expected for {tuple(shape)} "
+            f"{np.dtype(dtype)}); the write did not finish (is the disk full?)."
+        )
 
 
 class NpyFileCodec(NpyCodec):
@@ -141,8 +165,9 @@ class NpyFileCodec(NpyCodec):
             full.parent.mkdir(parents=True, exist_ok=True)
             temp = full.with_name(full.name + ".saving")
             try:
-                with open(temp, "wb", buffering=0) as f:
+                with open(temp, "wb") as f:
                     write_npy(f, value)
+                check_npy(temp, value.dtype, value.shape)
                 os.replace(temp, full)
             except BaseException:
                 temp.unlink(missing_ok=True)
@@ -162,4 +187,4 @@ def check_codec() -> None:
         raise DataJointError("The <npyfile> codec is registered by another package.")
 
 
-__all__ = ["FileRanges", "NpyFileCodec", "write_npy", "CHUNK"]
+__all__ = ["FileRanges", "NpyFileCodec", "write_npy", "check_npy", "CHUNK"]
