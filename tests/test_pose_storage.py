@@ -185,3 +185,66 @@ def test_an_array_file_cut_short_is_never_stored(tmp_path):
     source.write_bytes(source.read_bytes()[:400])  # the source shrank after it was checked
     with pytest.raises(OSError, match="ended 400 bytes before"), open(tmp_path / "short.npy", "wb") as f:
         write_npy(f, ranges)
+
+
+def _multi_animal_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """A DeepLabCut multi-animal output: two mice with nose and tail, and one unique part."""
+    names = ["scorer", "individuals", "bodyparts", "coords"]
+    coords = ["x", "y", "likelihood"]
+    columns = pd.MultiIndex.from_product(
+        [["DLC_ma"], ["mouse1", "mouse2"], ["nose", "tail"], coords], names=names
+    )
+    columns = columns.append(
+        pd.MultiIndex.from_product([["DLC_ma"], ["single"], ["corner"], coords], names=names)
+    )
+    return pd.DataFrame(np.random.default_rng(seed).random((n, len(columns))), columns=columns)
+
+
+def test_multi_animal_outputs_are_stored_per_individual(pipeline, new_session, camera, processed_root):
+    name = insert_model_row(pipeline, "ma-storage", ["nose", "tail", "corner"])
+    rec = {**new_session("ma"), "recording_id": 1}
+    out = processed_root / "ma" / "rec1"
+    out.mkdir(parents=True)
+    frame = _multi_animal_frame(240)
+    frame.to_hdf(out / "rec1DLC_ma.h5", key="df_with_missing", format="fixed")
+    task = insert_load_task(pipeline, rec, camera, name, out, 240)
+    model = pipeline.model
+    model.PoseEstimation.populate(task)
+    slots = sorted(
+        (r["slot"], r["individual"], r["body_part"])
+        for r in (model.PoseEstimation.BodyPartPosition & task).to_dicts()
+    )
+    assert [s[1:] for s in slots] == [
+        ("mouse1", "nose"),
+        ("mouse1", "tail"),
+        ("mouse2", "nose"),
+        ("mouse2", "tail"),
+        ("single", "corner"),
+    ]
+    traj = model.PoseEstimation.get_trajectory(task)
+    assert traj.columns.names == ["scorer", "individuals", "bodyparts", "coords"]
+    np.testing.assert_array_equal(traj.to_numpy(), frame.to_numpy())
+    nose = model.PoseEstimation.get_trajectory(task, "nose", start=10, stop=20)
+    assert set(nose.columns.get_level_values("individuals")) == {"mouse1", "mouse2"}
+    ds = model.PoseEstimation.get_dataset(task)
+    assert list(ds.individuals.values) == ["mouse1", "mouse2", "single"]
+    pipeline.qc.PoseQC.populate(task)
+    assert len(pipeline.qc.PoseQC.BodyPart & task) == 5
+
+
+def test_3d_outputs_keep_z(tmp_path):
+    names = ["scorer", "bodyparts", "coords"]
+    columns = pd.MultiIndex.from_product(
+        [["DLC_3d"], ["nose", "tail"], ["x", "y", "z", "likelihood"]], names=names
+    )
+    frame = pd.DataFrame(np.random.default_rng(1).random((30, 8)), columns=columns)
+    frame.to_hdf(tmp_path / "recDLC_3d.h5", key="df_with_missing", format="fixed")
+    out = dlc.read_outputs(tmp_path, ["rec"])
+    assert out.coords == ("x", "y", "z", "likelihood") and isinstance(out.poses, FileRanges)
+    from workflow_deeplabcut.rows import PoseWindow
+
+    window = PoseWindow(out.array(), out.slots, out.coords)
+    np.testing.assert_array_equal(
+        window.arrays()[("individual_0", "tail")]["z_pos"], frame[("DLC_3d", "tail", "z")]
+    )
+    np.testing.assert_array_equal(window.frame("DLC_3d").to_numpy(), frame.to_numpy())

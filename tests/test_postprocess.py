@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from workflow_deeplabcut import poses, synthetic
+from workflow_deeplabcut.errors import InputError
 from workflow_deeplabcut.rows import load_array
 
 PX_PER_CM = 10.0
@@ -125,6 +126,30 @@ def test_kinematics_rows_and_frames(pipeline, cleaned, noisy):
     traj = pp.CleanedTrajectory.get_dataframe(cleaned)
     assert len(traj) == n
     assert ("noisy", "individual_0", "head", "likelihood") in traj.columns
+
+
+def test_windows_of_cleaned_trajectories_and_kinematics(pipeline, cleaned):
+    """start/stop give exactly those frames of the whole, with their times and frame numbers."""
+    pp = pipeline.postprocess
+    whole = pp.CleanedTrajectory.get_dataset(cleaned)
+    part = pp.CleanedTrajectory.get_dataset(cleaned, start=40, stop=70)
+    np.testing.assert_array_equal(part.position.values, whole.position.values[40:70])
+    np.testing.assert_array_equal(part.confidence.values, whole.confidence.values[40:70])
+    np.testing.assert_allclose(part.time.values, whole.time.values[40:70])
+    frame = pp.CleanedTrajectory.get_dataframe(cleaned, start=40, stop=70)
+    assert list(frame.index) == list(range(40, 70))
+    np.testing.assert_array_equal(
+        frame.to_numpy(), pp.CleanedTrajectory.get_dataframe(cleaned).to_numpy()[40:70]
+    )
+    kin_whole = pp.Kinematics.get_dataframe(cleaned)
+    kin = pp.Kinematics.get_dataframe(cleaned, start=40, stop=70)
+    assert list(kin.index.get_level_values("frame_index")) == list(range(40, 70))
+    np.testing.assert_array_equal(kin.to_numpy(), kin_whole.to_numpy()[40:70])
+    np.testing.assert_allclose(
+        kin.index.get_level_values("time"), kin_whole.index.get_level_values("time")[40:70]
+    )
+    with pytest.raises(InputError, match="0 <= start < stop"):
+        pp.Kinematics.get_dataset(cleaned, start=70, stop=40)
 
 
 def test_pixels_when_no_scale(pipeline, noisy):

@@ -17,7 +17,7 @@ import xarray as xr
 
 from . import model, poses
 from .paramsets import insert_hashed
-from .rows import load_array, nullable, one_key
+from .rows import frame_range, load_array, nullable, one_key
 
 schema = dj.Schema()
 
@@ -151,43 +151,52 @@ class CleanedTrajectory(dj.Computed):
         )
 
     @classmethod
-    def get_dataset(cls, key: dict) -> xr.Dataset:
-        """Return one cleaned trajectory as a movement poses dataset.
+    def get_dataset(cls, key: dict, start: int | None = None, stop: int | None = None) -> xr.Dataset:
+        """Return one cleaned trajectory (or frames ``range(start, stop)`` of it) as a movement dataset.
 
         ``position`` is the cleaned position (in ``attrs['space_unit']``), ``confidence`` the
-        raw likelihood, and the ``time`` coordinate is in seconds.
+        raw likelihood, and the ``time`` coordinate is in seconds. A window reads only its frames.
         """
         match = one_key(cls, key)
         master = (cls & match).fetch1()
+        first, last = frame_range(master["nframes"], start, stop)
         rows = (cls.BodyPart & match).to_dicts()
         raw = {
-            slot: arrays["likelihood"] for slot, arrays in model.PoseEstimation.window(match).arrays().items()
+            slot: arrays["likelihood"]
+            for slot, arrays in model.PoseEstimation.window(match, first, last).arrays().items()
         }
         arrays = {
             (r["individual"], r["body_part"]): {
-                "x_pos": load_array(r["x_pos"]),
-                "y_pos": load_array(r["y_pos"]),
+                "x_pos": load_array(r["x_pos"])[first:last],
+                "y_pos": load_array(r["y_pos"])[first:last],
                 "likelihood": raw[(r["individual"], r["body_part"])],
             }
             for r in rows
         }
-        ds = poses.to_dataset(arrays, model.RecordingInfo.time_base(match))
+        time = model.RecordingInfo.time_base(match)
+        if np.isscalar(time):
+            ds = poses.to_dataset(arrays, time)
+            ds = ds.assign_coords(time=ds.time + first / time) if first else ds
+        else:
+            ds = poses.to_dataset(arrays, np.asarray(time)[first:last])
         ds.attrs.update(space_unit=master["space_unit"], **{k: str(v) for k, v in match.items()})
         return ds
 
     @classmethod
-    def get_dataframe(cls, key: dict) -> pd.DataFrame:
+    def get_dataframe(cls, key: dict, start: int | None = None, stop: int | None = None) -> pd.DataFrame:
         """Return one cleaned trajectory as a DeepLabCut-style DataFrame (one row per frame).
 
         Columns are ``(scorer, individuals, bodyparts, coords)`` with coords ``x``, ``y`` and
-        ``likelihood`` (the raw one); the scorer level is the model name.
+        ``likelihood`` (the raw one); the scorer level is the model name. Indexed by frame
+        number; ``start``/``stop`` select frames ``range(start, stop)``.
         """
         from movement.io import save_poses
 
-        ds = cls.get_dataset(key)
+        ds = cls.get_dataset(key, start, stop)
         frame = save_poses.to_dlc_style_df(ds, split_individuals=False)
         frame.columns = frame.columns.set_levels([ds.attrs["model_name"]], level="scorer")
-        frame.index = pd.RangeIndex(len(frame), name="frame_index")
+        first = int(start or 0)
+        frame.index = pd.RangeIndex(first, first + len(frame), name="frame_index")
         return frame
 
 
@@ -259,16 +268,21 @@ class Kinematics(dj.Computed):
         )
 
     @classmethod
-    def get_dataset(cls, key: dict) -> xr.Dataset:
-        """Return one row's kinematics as an xarray Dataset, as :func:`poses.kinematics` makes it."""
+    def get_dataset(cls, key: dict, start: int | None = None, stop: int | None = None) -> xr.Dataset:
+        """Return one row's kinematics as an xarray Dataset, as :func:`poses.kinematics` makes it.
+
+        ``start``/``stop`` select frames ``range(start, stop)``, reading only those;
+        ``path_length`` stays the whole recording's.
+        """
         match = one_key(cls, key)
         master = (cls & match).fetch1()
         parts = sorted((cls.BodyPart & match).to_dicts(), key=lambda r: (r["individual"], r["body_part"]))
         inds = sorted((cls.Individual & match).to_dicts(), key=lambda r: r["individual"])
         individuals = [r["individual"] for r in inds]
         keypoints = sorted({r["body_part"] for r in parts})
-        n = len(load_array(inds[0]["centroid_speed"]))
-        time = model.RecordingInfo.timestamps(match)
+        first, last = frame_range(len(load_array(inds[0]["centroid_speed"])), start, stop)
+        n = last - first
+        time = model.RecordingInfo.timestamps(match)[first:last]
         coords = {"time": time, "space": ["x", "y"], "keypoints": keypoints, "individuals": individuals}
 
         def per_part(attr, with_space):
@@ -280,11 +294,11 @@ class Kinematics(dj.Computed):
             out = np.full(shape, np.nan)
             for r in parts:
                 k, i = keypoints.index(r["body_part"]), individuals.index(r["individual"])
-                out[..., k, i] = load_array(r[attr])
+                out[..., k, i] = load_array(r[attr])[first:last]
             return out
 
         def per_individual(attr):
-            return np.stack([np.asarray(load_array(r[attr])) for r in inds], axis=-1)
+            return np.stack([np.asarray(load_array(r[attr])[first:last]) for r in inds], axis=-1)
 
         ds = xr.Dataset(
             {
@@ -312,15 +326,15 @@ class Kinematics(dj.Computed):
         return ds
 
     @classmethod
-    def get_dataframe(cls, key: dict) -> pd.DataFrame:
+    def get_dataframe(cls, key: dict, start: int | None = None, stop: int | None = None) -> pd.DataFrame:
         """Return one row's time series as a DataFrame: one row per frame, indexed by frame and time.
 
         Columns are ``(individual, body part or 'centroid', quantity)``, with quantities
         ``velocity_x``, ``velocity_y``, ``speed``, ``acceleration_x``, ``acceleration_y`` per
         body part and ``x``, ``y``, ``speed``, ``heading`` for the centroid. Units are in
-        ``frame.attrs``.
+        ``frame.attrs``. ``start``/``stop`` select frames ``range(start, stop)``.
         """
-        ds = cls.get_dataset(key)
+        ds = cls.get_dataset(key, start, stop)
         columns = {}
         for ind in ds.individuals.values:
             for part in ds.keypoints.values:
@@ -335,7 +349,7 @@ class Kinematics(dj.Computed):
             columns[(ind, "centroid", "speed")] = sel.centroid_speed.values
             columns[(ind, "centroid", "heading")] = sel.heading.values
         index = pd.MultiIndex.from_arrays(
-            [np.arange(ds.sizes["time"]), ds.time.values], names=["frame_index", "time"]
+            [np.arange(ds.sizes["time"]) + int(start or 0), ds.time.values], names=["frame_index", "time"]
         )
         frame = pd.DataFrame(columns, index=index)
         frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["individual", "part", "quantity"])

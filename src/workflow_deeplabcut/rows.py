@@ -123,6 +123,25 @@ class PoseWindow:
         )
 
 
+def frame_range(n: int, start=None, stop=None) -> tuple[int, int]:
+    """Check a window of frames ``range(start, stop)`` of an ``n``-frame recording; return it.
+
+    Raises
+    ------
+    InputError
+        If the window is empty or leaves the recording.
+    """
+    first = 0 if start is None else int(start)
+    last = n if stop is None else int(stop)
+    whole = start is None and stop is None
+    if not (0 <= first <= last <= n and (first < last or whole)):
+        raise InputError(
+            f"Frames {first} to {last} are not within this recording's 0 to {n}; "
+            f"give 0 <= start < stop <= {n}."
+        )
+    return first, last
+
+
 def pose_window(poses, parts: list[dict], coords: str, start=None, stop=None, body_parts="all") -> PoseWindow:
     """Cut a window out of a stored pose array.
 
@@ -153,15 +172,7 @@ def pose_window(poses, parts: list[dict], coords: str, start=None, stop=None, bo
             raise InputError(f"Unknown body part(s) {sorted(unknown)}; this estimation has {sorted(known)}.")
         parts = [r for r in parts if r["body_part"] in set(wanted)]
     values = load_array(poses)
-    n = int(values.shape[0])
-    first = 0 if start is None else int(start)
-    last = n if stop is None else int(stop)
-    whole = start is None and stop is None
-    if not (0 <= first <= last <= n and (first < last or whole)):
-        raise InputError(
-            f"Frames {first} to {last} are not within this recording's 0 to {n}; "
-            f"give 0 <= start < stop <= {n}."
-        )
+    first, last = frame_range(int(values.shape[0]), start, stop)
     values = values[first:last]
     slots = [r["slot"] for r in parts]
     if slots != list(range(values.shape[1])):
@@ -178,5 +189,6 @@ __all__ = [
     "nullable",
     "PoseWindow",
     "pose_window",
+    "frame_range",
     "POSITION_ARRAYS",
 ]
