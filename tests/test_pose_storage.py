@@ -248,3 +248,17 @@ def test_3d_outputs_keep_z(tmp_path):
         window.arrays()[("individual_0", "tail")]["z_pos"], frame[("DLC_3d", "tail", "z")]
     )
     np.testing.assert_array_equal(window.frame("DLC_3d").to_numpy(), frame.to_numpy())
+
+
+def test_a_file_without_descriptor_gets_the_same_bytes(tmp_path):
+    """An object store's file (no descriptor, as fsspec's): the ranges go through a buffer."""
+    import io
+
+    from workflow_deeplabcut.posestore import write_npy
+
+    h5 = synthetic.write_dlc_outputs(tmp_path, "rec", PARTS, 64, seed=5)
+    out = dlc.read_outputs(tmp_path, ["rec"])
+    buffer = io.BytesIO()
+    write_npy(buffer, out.poses)
+    buffer.seek(0)
+    np.testing.assert_array_equal(np.load(buffer).reshape(64, -1), pd.read_hdf(h5).to_numpy())

@@ -80,11 +80,15 @@ def _copy_range(src: str, offset: int, nbytes: int, dst) -> None:
     """
     with open(src, "rb") as f:
         copied = 0
-        if hasattr(os, "copy_file_range"):
+        try:
+            dst_fd = dst.fileno()
+        except (AttributeError, OSError, ValueError):
+            dst_fd = None  # an object store's file: no descriptor, copied through the buffer
+        if hasattr(os, "copy_file_range") and dst_fd is not None:
             dst.flush()
             try:
                 while copied < nbytes:
-                    done = os.copy_file_range(f.fileno(), dst.fileno(), nbytes - copied, offset + copied)
+                    done = os.copy_file_range(f.fileno(), dst_fd, nbytes - copied, offset + copied)
                     if done == 0:
                         break
                     copied += done
