@@ -14,8 +14,7 @@ import numpy as np
 
 from .errors import InputError
 
-#: The arrays of one body part, as :meth:`PoseWindow.arrays` names them.
-POSITION_ARRAYS = ("x_pos", "y_pos", "likelihood")
+#: How :meth:`PoseWindow.arrays` names each coordinate's array.
 _NAMES = {"x": "x_pos", "y": "y_pos", "z": "z_pos", "likelihood": "likelihood"}
 
 
@@ -190,5 +189,4 @@ __all__ = [
     "PoseWindow",
     "pose_window",
     "frame_range",
-    "POSITION_ARRAYS",
 ]

@@ -2,9 +2,10 @@
 
 Two kinds of files outlive their rows:
 
-- pose arrays in the DataJoint store (``<npy@workflow_dlc>``): a worker killed inside its
-  insert leaves the ``.npy`` files it wrote, and deleting rows leaves theirs. DataJoint's own
-  garbage collector (:class:`datajoint.gc.GarbageCollector`) lists them, per schema;
+- arrays in the DataJoint store (``<npyfile@workflow_dlc>``, ``<npy@workflow_dlc>``): a worker
+  killed inside its insert leaves the ``.npy`` files it wrote, and deleting rows leaves theirs.
+  DataJoint's own garbage collector (:class:`datajoint.gc.GarbageCollector`) lists them, per
+  schema;
 - QC pictures and labeled videos under the processed root, whose ``qc.QCPlots`` or
   ``qc.LabeledVideo`` row was deleted.
 
