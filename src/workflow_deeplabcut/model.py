@@ -876,7 +876,10 @@ class PoseEstimation(dj.Computed):
         PoseWindow
             The values are a memory-mapped view where the store is a local folder.
         """
-        match = _one_estimation(cls, key)
+        return cls._window(_one_estimation(cls, key), start, stop, body_parts)
+
+    @classmethod
+    def _window(cls, match: dict, start, stop, body_parts) -> PoseWindow:
         poses_ref, coords = (cls & match).fetch1("poses", "coords")
         parts = (cls.BodyPartPosition & match).to_dicts()
         return pose_window(poses_ref, parts, coords, start, stop, body_parts)
@@ -928,8 +931,8 @@ class PoseEstimation(dj.Computed):
             ``individuals`` level after ``scorer`` when the estimation has several
             individuals. The scorer level is the model name.
         """
-        window = cls.window(key, start, stop, body_parts)
-        return window.frame(_one_estimation(cls, key)["model_name"])
+        match = _one_estimation(cls, key)
+        return cls._window(match, start, stop, body_parts).frame(match["model_name"])
 
     @classmethod
     def get_dataset(cls, key: dict, start: int | None = None, stop: int | None = None, body_parts="all"):
@@ -943,14 +946,11 @@ class PoseEstimation(dj.Computed):
         from . import poses
 
         match = _one_estimation(cls, key)
-        window = cls.window(match, start, stop, body_parts)
+        window = cls._window(match, start, stop, body_parts)
         software = "DeepLabCut" if (Model & match).fetch1("engine") != EXTERNAL_ENGINE else "external"
-        time = RecordingInfo.time_base(match)
-        if not np.isscalar(time):
-            time = np.asarray(time)[window.start : window.start + window.nframes]
-        ds = poses.to_dataset(window.arrays(), time, software)
-        if np.isscalar(time) and window.start:
-            ds = ds.assign_coords(time=ds.time + window.start / time)
+        ds = poses.to_dataset(
+            window.arrays(), RecordingInfo.time_base(match), software, first_frame=window.start
+        )
         ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
         return ds
 

@@ -148,6 +148,7 @@ def to_dataset(
     positions: dict[tuple[str, str], dict[str, np.ndarray]],
     time: float | np.ndarray | None,
     source_software: str = "DeepLabCut",
+    first_frame: int | None = None,
 ) -> xr.Dataset:
     """Build a movement poses dataset from per-(individual, body part) arrays.
 
@@ -161,6 +162,10 @@ def to_dataset(
         variable-frame-rate recording), or None (``time`` in frames).
     source_software : str
         Recorded in the dataset's attributes.
+    first_frame : int, optional
+        For a window of a recording: the recording's frame number of the arrays' first value.
+        ``time`` then starts at that frame's time, and ``time``, if frame times, holds the whole
+        recording's (they are cut to the window).
 
     Returns
     -------
@@ -182,6 +187,8 @@ def to_dataset(
         if arrays.get("likelihood") is not None:
             conf[:, k, i] = arrays["likelihood"]
     times = None if time is None or np.isscalar(time) else np.asarray(time, dtype=np.float64)
+    if times is not None and first_frame is not None:
+        times = times[first_frame : first_frame + n]
     if times is not None and len(times) != n:
         raise InputError(f"{len(times)} frame times were given for {n} frames; they must match.")
     ds = load_poses.from_numpy(
@@ -195,6 +202,8 @@ def to_dataset(
     if times is not None:
         ds = ds.assign_coords(time=times)
         ds.attrs.update(time_unit="seconds", fps=float(1 / np.median(np.diff(times))) if n > 1 else None)
+    elif first_frame and time:
+        ds = ds.assign_coords(time=ds.time + first_frame / time)
     return ds
 
 

@@ -173,12 +173,7 @@ class CleanedTrajectory(dj.Computed):
             }
             for r in rows
         }
-        time = model.RecordingInfo.time_base(match)
-        if np.isscalar(time):
-            ds = poses.to_dataset(arrays, time)
-            ds = ds.assign_coords(time=ds.time + first / time) if first else ds
-        else:
-            ds = poses.to_dataset(arrays, np.asarray(time)[first:last])
+        ds = poses.to_dataset(arrays, model.RecordingInfo.time_base(match), first_frame=first)
         ds.attrs.update(space_unit=master["space_unit"], **{k: str(v) for k, v in match.items()})
         return ds
 
