@@ -13,6 +13,9 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +111,49 @@ def read_config(path: str | Path) -> dict:
             f"{path} lacks the key(s) {missing}; a DeepLabCut config.yaml defines them "
             "(recreate it with deeplabcut.create_new_project, or add the keys)."
         )
-    if not isinstance(cfg["TrainingFraction"], list) or not cfg["TrainingFraction"]:
-        raise DLCConfigError(f"{path}: TrainingFraction must be a non-empty list.")
+    fractions = cfg["TrainingFraction"]
+    if not isinstance(fractions, list) or not fractions:
+        raise DLCConfigError(f"{path}: TrainingFraction must be a non-empty list, e.g. [0.95].")
+    bad = [f for f in fractions if not _fraction(f, low_open=True)]
+    if bad:
+        raise DLCConfigError(
+            f"{path}: TrainingFraction must list fractions of the labeled frames used for "
+            f"training, numbers in (0, 1] such as 0.95; {bad[0]!r} is not."
+        )
+    if "pcutoff" in cfg and not _fraction(cfg["pcutoff"]):
+        raise DLCConfigError(
+            f"{path}: pcutoff must be a likelihood in [0, 1], e.g. 0.6; not {cfg['pcutoff']!r}."
+        )
     return cfg
+
+
+def _fraction(value, low_open: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (0 < value if low_open else 0 <= value) and value <= 1
+
+
+def check_trained_body_parts(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> None:
+    """Refuse a project whose config lists other body parts than its shuffle was trained on.
+
+    DeepLabCut names its outputs' columns after the trained model; a body part renamed,
+    added or removed in ``config.yaml`` after training would make every estimation disagree
+    with the registered model, after the whole run.
+
+    Raises
+    ------
+    DLCConfigError
+        Naming both lists and the fix.
+    """
+    meta = read_model_config(cfg, shuffle, trainingsetindex, modelprefix).get("metadata") or {}
+    trained = list(meta.get("bodyparts") or []) + list(meta.get("unique_bodyparts") or [])
+    listed = body_parts(cfg)
+    if trained and trained != listed:
+        raise DLCConfigError(
+            f"{config_path_of(cfg['project_path'])} lists body parts {listed}, but shuffle "
+            f"{shuffle} was trained on {trained}: DeepLabCut's body parts must not change after "
+            "training. Restore them in config.yaml, or train a new shuffle with the new ones."
+        )
 
 
 def body_parts(cfg: dict) -> list[str]:
@@ -548,11 +591,16 @@ def analyze(
     snapshotindex: int,
     modelprefix: str = "",
     params: dict | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> bool:
     """Run DeepLabCut inference on videos into ``output_dir``, unless unchanged inputs ran before.
 
     A record of the inputs (``.workflow_dlc_run.json``) is written next to the outputs; when
     it matches and the outputs exist, DeepLabCut is not run again.
+
+    The run writes into a staging folder beside ``output_dir``; its files are moved into
+    ``output_dir`` only when the run and ``check(staging_folder)`` succeed, so a failed run
+    leaves no output behind (and no earlier output is overwritten).
 
     ``params`` are ``analyze_videos`` keyword arguments plus ``engine``: ``auto`` (default)
     runs our batched engine (:mod:`.inference`, same model and output files) where it covers
@@ -576,6 +624,7 @@ def analyze(
         raise DLCConfigError(f"engine must be one of {ENGINES}, not {engine!r} (pose estimation params).")
     path = relocate_project(config)
     cfg = read_config(path)
+    check_trained_body_parts(cfg, shuffle, trainingsetindex, modelprefix)
     snapshot = resolve_snapshot(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
     # The snapshot itself is hashed; project_path and snapshotindex change without changing results.
     signature = run_signature(
@@ -592,7 +641,30 @@ def analyze(
         except DLCOutputError:
             pass
     safe_io.check_snapshot(snapshot)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        ran = _run_inference(
+            path, cfg, videos, staging, shuffle, trainingsetindex, snapshotindex, modelprefix, params, engine
+        )
+        if check is not None:
+            check(staging)
+        output_dir.mkdir(exist_ok=True)
+        for file in sorted(staging.iterdir()):
+            os.replace(file, output_dir / file.name)
+        # The record goes last: outputs without it are never taken for a finished run.
+        (output_dir / RUN_RECORD).write_text(
+            json.dumps({"signature": signature, "snapshot": snapshot.name, "engine": ran}, indent=1)
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _run_inference(
+    path, cfg, videos, output_dir, shuffle, trainingsetindex, snapshotindex, modelprefix, params, engine
+) -> str:
+    """Run our engine or ``analyze_videos`` into ``output_dir``; return which ran."""
     deeplabcut = _import_deeplabcut()
     ran = "deeplabcut"
     if engine != "deeplabcut":
@@ -636,10 +708,7 @@ def analyze(
             snapshot_index=snapshotindex,
             **params,
         )
-    record.write_text(
-        json.dumps({"signature": signature, "snapshot": snapshot.name, "engine": ran}, indent=1)
-    )
-    return True
+    return ran
 
 
 def read_model_config(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> dict:

@@ -45,7 +45,7 @@ import datetime as dt
 import difflib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -341,6 +341,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.plan = Plan()
         self.planned: dict = {}  # (table name, key tuple) -> row, for cross-file references
+        self.pending_parts: dict = {}  # pending model name -> body parts of its project
         self.by_full_name = pipeline.tables()
         self.feeds = {}  # table class name -> the file that fills it
         for kind, spec in SPECS.items():
@@ -516,6 +517,8 @@ def _check_file(kind: str, rows: list[_Row], c: _Checker) -> None:
         else:
             unknown_columns(row, list(row.values))
         values = _convert(c, spec, row)
+        if kind == "training_tasks":
+            _check_training_project(c, row, values)
         if spec.hashed:
             _hashed_params(c, row, spec, values)
         elif spec.model:
@@ -524,8 +527,25 @@ def _check_file(kind: str, rows: list[_Row], c: _Checker) -> None:
             _plan_targets(c, row, spec, values)
 
 
+#: Tasks on a model still to train wait in these tables until ``ModelRegistration`` runs.
+_WAITING = {
+    "model.PoseEstimationTask": "model.PendingModel.PoseTask",
+    "postprocess.PostprocessTask": "postprocess.PendingPostprocessTask",
+}
+
+
+def _is_pending(c: _Checker, model_name) -> bool:
+    """Whether a model is to be registered after its training (in these files or before)."""
+    model = c.p.model
+    if model_name is None or c.known(model.Model, {"model_name": model_name}):
+        return False
+    return c.known(model.PendingModel, {"model_name": model_name})
+
+
 def _plan_targets(c: _Checker, row: _Row, spec: Spec, values: dict) -> None:
     targets = [t for t in spec.targets if t.when is None or values.get(t.when) is not None]
+    if _is_pending(c, values.get("model_name")):
+        targets = [Target(_WAITING.get(t.table, t.table), t.columns, t.when) for t in targets]
     same_row = {c.table(t.table).__name__ for t in targets}
     for target in targets:
         table = c.table(target.table)
@@ -599,13 +619,114 @@ def _check_model(c: _Checker, row: _Row, values: dict) -> None:
         else:
             c.problem(row, "model_name", f"model {name!r} exists with other content")
         return
+    tasks = _untrained_tasks(c, config, args)
+    if len(tasks) > 1:
+        c.problem(
+            row,
+            "paramset_idx",
+            f"{len(tasks)} training tasks train this shuffle ({', '.join(map(str, tasks))}); "
+            "give the paramset_idx of the one this model comes from",
+        )
+        return
+    if tasks:
+        _plan_pending_model(c, row, values, args, tasks[0])
+        return
     try:
         built = model.build_model(name, find_full_path(config), **args)
     except (DLCConfigError, dj.errors.DuplicateError, ValueError, FileNotFoundError) as err:
-        c.problem(row, "config_path", str(err))
+        hint = ""
+        if "no trained snapshot" in str(err):
+            hint = (
+                " Or add the training task that trains it to training_tasks.csv (same project, "
+                "and params with this shuffle and trainingsetindex): the model is then registered "
+                "when its training has run."
+            )
+        c.problem(row, "config_path", str(err) + hint)
         return
     c.planned[("Model", (name,))] = built[0]
     c.plan.models.append(built)
+
+
+def _project_of(path: str) -> str:
+    """Return the project folder of a config.yaml path or folder (both relative to a root)."""
+    rel = PurePosixPath(path)
+    return str(rel.parent if rel.suffix in (".yaml", ".yml") else rel)
+
+
+def _untrained_tasks(c: _Checker, config: str, args: dict) -> list[dict]:
+    """Training tasks (files or database) not yet run that train this model's project and shuffle."""
+    train = c.p.train
+    project = _project_of(config)
+    tasks = {
+        tuple(v[k] for k in train.TrainingTask.primary_key): v
+        for (table, _), v in c.planned.items()
+        if table == "TrainingTask"
+    }
+    for v in (train.TrainingTask & {"project_path": project}).to_dicts():
+        tasks.setdefault(tuple(v[k] for k in train.TrainingTask.primary_key), v)
+    found = []
+    for task in tasks.values():
+        if _project_of(task.get("project_path") or "") != project:
+            continue
+        if (task.get("model_prefix") or "") != args["model_prefix"]:
+            continue
+        if args["paramset_idx"] is not None and task["paramset_idx"] != args["paramset_idx"]:
+            continue
+        key = {k: task[k] for k in train.TrainingTask.primary_key}
+        if train.ModelTraining & key:
+            continue
+        params = _training_params(c, task["paramset_idx"])
+        if (params.get("shuffle"), params.get("trainingsetindex")) == (
+            args["shuffle"],
+            args["trainingsetindex"],
+        ):
+            found.append(key)
+    return found
+
+
+def _training_params(c: _Checker, paramset_idx) -> dict:
+    """Return a training parameter set's params, from the files or the database ({} if unknown)."""
+    planned = c.planned.get(("TrainingParamSet", (str(paramset_idx),)))
+    if planned:
+        return planned["params"]
+    rows = (c.p.train.TrainingParamSet & {"paramset_idx": paramset_idx}).to_dicts()
+    return rows[0]["params"] if rows else {}
+
+
+def _check_training_project(c: _Checker, row: _Row, values: dict) -> None:
+    """Check a training task's project: a valid config that has the task's training fraction."""
+    from .dlc import DLCConfigError, read_config, train_fraction
+    from .settings import find_full_path
+
+    if values.get("project_path") is None:
+        return
+    try:
+        cfg = read_config(find_full_path(values["project_path"]))
+        params = _training_params(c, values.get("paramset_idx"))
+        if "trainingsetindex" in params:
+            train_fraction(cfg, params["trainingsetindex"])
+    except (DLCConfigError, FileNotFoundError) as err:
+        c.problem(row, "project_path", str(err))
+
+
+def _plan_pending_model(c: _Checker, row: _Row, values: dict, args: dict, task: dict) -> None:
+    """Plan a model that its (not yet run) training task makes: registered once trained."""
+    from .dlc import DLCConfigError, body_parts, read_config
+    from .settings import find_full_path
+
+    try:
+        parts = body_parts(read_config(find_full_path(values["config_path"])))
+    except (DLCConfigError, ValueError, FileNotFoundError) as err:
+        c.problem(row, "config_path", str(err))
+        return
+    record = {
+        "model_name": values["model_name"],
+        **task,
+        "model_description": args["model_description"],
+        "config_params": args["params"],
+    }
+    c.add(row, c.p.model.PendingModel, record)
+    c.pending_parts[values["model_name"]] = parts
 
 
 def plan(path: str | Path) -> Plan:

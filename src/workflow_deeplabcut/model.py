@@ -317,6 +317,7 @@ class Model(dj.Manual):
                 f"A model named {model_name!r} exists already; choose another name or delete it."
             )
         snapshots = dlc.list_snapshots(dlc.model_folder(cfg, shuffle, trainingsetindex, model_prefix))
+        dlc.check_trained_body_parts(cfg, shuffle, trainingsetindex, model_prefix)
         snapshot = dlc.resolve_snapshot(
             cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix
         )
@@ -508,6 +509,67 @@ class Model(dj.Manual):
     def project_config(cls, key: dict) -> Path:
         """Return the absolute ``config.yaml`` path of a model's project."""
         return dlc.config_path_of(find_full_path((cls & key).fetch1("project_path")))
+
+
+@schema
+class PendingModel(dj.Manual):
+    definition = """
+    # a model to register once its training task has trained it (ingest's models.csv)
+    model_name: varchar(64)  # the Model's name once registered
+    ---
+    -> train.TrainingTask
+    model_description="": varchar(1000)
+    config_params=null: <blob>  # overrides of config values, as Model.insert_new_model's params
+    """
+
+    class PoseTask(dj.Part):
+        definition = """
+        # a pose-estimation task to create when the model is registered
+        -> master
+        -> VideoRecording
+        ---
+        task_mode="trigger": enum('load', 'trigger')
+        pose_estimation_output_dir="": varchar(255)  # relative to the processed root
+        pose_estimation_params=null: <blob>
+        """
+
+
+@schema
+class ModelRegistration(dj.Computed):
+    definition = """
+    # a PendingModel registered as a Model (with its pose and post-processing tasks)
+    -> PendingModel
+    """
+
+    @property
+    def key_source(self):
+        """Pending models whose training has run."""
+        return (PendingModel & train.ModelTraining).proj()
+
+    def make(self, key):
+        """Register the trained model, then create the tasks that waited for it."""
+        from . import postprocess
+
+        pending = (PendingModel & key).fetch1()
+        task = (train.TrainingTask & pending).fetch1()
+        params = (train.TrainingParamSet & pending).fetch1("params")
+        snapshotindex = (train.ModelTraining & pending).fetch1("snapshotindex")
+        row, parts = Model.build_model(
+            key["model_name"],
+            find_full_path(task["project_path"]),
+            shuffle=params["shuffle"],
+            trainingsetindex=params["trainingsetindex"],
+            model_description=pending["model_description"],
+            model_prefix=task["model_prefix"],
+            paramset_idx=pending["paramset_idx"],
+            params={"snapshotindex": snapshotindex, **(pending["config_params"] or {})},
+        )
+        Model.insert_built(row, parts)
+        self.insert1(key)
+        for pose_task in (PendingModel.PoseTask & key).to_dicts():
+            PoseEstimationTask.insert1(pose_task)
+        for pp_task in (postprocess.PendingPostprocessTask & key).keys():
+            postprocess.PostprocessTask.insert1(pp_task)
 
 
 @schema
@@ -781,6 +843,11 @@ class PoseEstimation(dj.Computed):
                 f"Model {model['model_name']!r} is external ({model['task']}): it cannot run. Import "
                 "its outputs with PoseEstimationTask.generate_import (CLI: import-pose)."
             )
+        stems = [PurePosixPath(v).stem for v in videos]
+
+        def check(folder: Path) -> None:
+            self._check_outputs(dlc.read_outputs(folder, stems), task, model, parts, videos, nframes, folder)
+
         if task["task_mode"] == "trigger":
             dlc.analyze(
                 dlc.config_path_of(find_full_path(model["project_path"])),
@@ -791,8 +858,24 @@ class PoseEstimation(dj.Computed):
                 snapshotindex=model["snapshotindex"],
                 modelprefix=model["model_prefix"],
                 params=task["pose_estimation_params"] or {},
+                check=check,  # on the new outputs, before they replace anything
             )
-        out = dlc.read_outputs(output_dir, [PurePosixPath(v).stem for v in videos])
+        out = dlc.read_outputs(output_dir, stems)
+        self._check_outputs(out, task, model, parts, videos, nframes, output_dir)
+        made = max(f.stat().st_mtime for f in out.h5_files)
+        master = {
+            "pose_estimation_time": _dt.datetime.fromtimestamp(made).replace(microsecond=0),
+            "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
+            "scorer": out.scorer,
+            "nframes": out.nframes,
+            "coords": ",".join(out.coords),
+            "poses": out.poses,  # the .h5 files' own bytes, copied into the store at insert
+        }
+        return master, _slot_rows(out.slots)
+
+    @staticmethod
+    def _check_outputs(out, task, model, parts, videos, nframes, output_dir) -> None:
+        """Refuse outputs of another model or of other videos, naming the cause."""
         if task["task_mode"] == "trigger" and out.scorer != model["scorer"]:
             raise dlc.DLCOutputError(
                 f"DeepLabCut wrote outputs as {out.scorer!r} but model {model['model_name']!r} is "
@@ -805,20 +888,18 @@ class PoseEstimation(dj.Computed):
                 "them, or pair the task with the model that made them."
             )
         if out.nframes != nframes:
+            # A video that changed since it was probed (e.g. truncated by a new copy) is the cause.
+            video.probe_recording([find_full_path(v) for v in videos])
+            if task["task_mode"] == "trigger":
+                raise dlc.DLCOutputError(
+                    f"DeepLabCut read {out.nframes} frames but RecordingInfo has {nframes}: the "
+                    "videos changed since they were probed. Delete the recording's RecordingInfo "
+                    "row and populate it again."
+                )
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} have {out.nframes} frames but the recording has "
                 f"{nframes}: they come from other videos. Remove them and run in trigger mode."
             )
-        made = max(f.stat().st_mtime for f in out.h5_files)
-        master = {
-            "pose_estimation_time": _dt.datetime.fromtimestamp(made).replace(microsecond=0),
-            "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
-            "scorer": out.scorer,
-            "nframes": out.nframes,
-            "coords": ",".join(out.coords),
-            "poses": out.poses,  # the .h5 files' own bytes, copied into the store at insert
-        }
-        return master, _slot_rows(out.slots)
 
     @staticmethod
     def _read_import(task, model, parts, nframes, output_dir):

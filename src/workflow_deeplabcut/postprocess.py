@@ -103,6 +103,15 @@ class PostprocessTask(dj.Manual):
 
 
 @schema
+class PendingPostprocessTask(dj.Manual):
+    definition = """
+    # a PostprocessTask to create when its pending model is registered (ingest)
+    -> model.PendingModel.PoseTask
+    -> PostprocessParamSet
+    """
+
+
+@schema
 class CleanedTrajectory(dj.Computed):
     definition = """
     # trajectories after likelihood filtering, gap filling, smoothing and scaling

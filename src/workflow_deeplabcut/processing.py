@@ -104,6 +104,7 @@ def computed_tables() -> dict:
 
     return {
         "ModelTraining": train.ModelTraining,
+        "ModelRegistration": model.ModelRegistration,
         "RecordingInfo": model.RecordingInfo,
         "ModelEvaluation": model.ModelEvaluation,
         "PoseEstimation": model.PoseEstimation,

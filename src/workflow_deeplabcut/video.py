@@ -64,10 +64,10 @@ def is_variable(frame_times: np.ndarray | None) -> bool:
 def probe(path: str | Path, *, timestamps: bool = False) -> VideoInfo:
     """Read a video's displayed size, rotation, frame count, frame rate and creation time.
 
-    The rotation comes from the first decoded frame's display matrix. The frame count comes
-    from the container when it records one, and is otherwise counted by demuxing every packet
-    (no decoding); with ``timestamps`` every packet is demuxed and the presentation times are
-    returned (and counted).
+    The rotation comes from the first decoded frame's display matrix. Every packet is demuxed
+    (no decoding): a file holding fewer frames than its header gives is refused as truncated.
+    The frame count is the header's when it has one, else the packets counted; with
+    ``timestamps`` the presentation times are returned (and counted).
 
     Parameters
     ----------
@@ -83,7 +83,7 @@ def probe(path: str | Path, *, timestamps: bool = False) -> VideoInfo:
     Raises
     ------
     VideoError
-        If the file is missing, cannot be opened, or holds no video stream.
+        If the file is missing, cannot be opened, holds no video stream, or is truncated.
     """
     import av
 
@@ -100,13 +100,26 @@ def probe(path: str | Path, *, timestamps: bool = False) -> VideoInfo:
                 raise VideoError(f"{path}: the frame rate cannot be read.")
             rotation = _rotation(path)
             times = None
+            # Every packet is demuxed (not decoded: ~1 s per hour of video), so a file cut short
+            # (an interrupted copy) is caught here, not after a whole pose run.
+            header, packets, pts = stream.frames, 0, []
+            for packet in container.demux(stream):
+                packets += packet.dts is not None or packet.size > 0
+                if packet.size:
+                    pts.append(packet.pts)
+            if header and packets < header:
+                raise VideoError(
+                    f"{path}: its header gives {header} frames but only {packets} are in the file: it "
+                    "is truncated (an interrupted copy or recording). Copy it again from its source, "
+                    "or re-encode what is readable (ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4) and "
+                    "register that file instead."
+                )
+            nframes = header or len(pts)
             if timestamps:
-                pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None and p.size)
+                pts = sorted(p for p in pts if p is not None)
                 base = float(stream.time_base)
                 times = (np.asarray(pts, dtype=np.float64) - (pts[0] if pts else 0)) * base
                 nframes = len(pts)
-            else:
-                nframes = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
             created = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
             width, height = stream.codec_context.width, stream.codec_context.height
             if rotation in (90, 270):

@@ -1,0 +1,238 @@
+"""A lab's first week with its own data (issue 17): one ingest and one run, checked configs and
+videos, flagged bad models, nothing left behind."""
+
+import json
+
+import pytest
+from conftest import FAST_TRAINING
+
+from workflow_deeplabcut import ingest, processing
+from workflow_deeplabcut.settings import to_relative
+
+pytestmark = pytest.mark.dlc
+
+
+def write(folder, name, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text.strip() + "\n")
+
+
+def test_one_ingest_one_run_from_files_to_trajectories(
+    pipeline, tmp_path, synthetic_project, synthetic_video
+):
+    """The model row names a project whose training is still to run: it waits, then registers."""
+    folder = tmp_path / "metadata"
+    project = to_relative(synthetic_project.parent)
+    labels = to_relative(next(synthetic_project.parent.glob("labeled-data/*/CollectedData_*.h5")))
+    params = {**FAST_TRAINING, "shuffle": 7, "epochs": 2, "save_epochs": 2}
+    write(folder, "devices.csv", "device,modality\nfw-cam,video")
+    write(folder, "subjects.csv", "subject,sex,subject_birth_date\nfw-m1,F,2025-01-10")
+    write(folder, "sessions.csv", "subject,session_datetime\nfw-m1,2025-07-01 09:00:00")
+    write(
+        folder,
+        "recordings.csv",
+        "subject,session_datetime,recording_id,device,file_id,file_path\n"
+        f"fw-m1,2025-07-01 09:00:00,1,fw-cam,0,{to_relative(synthetic_video)}",
+    )
+    write(folder, "training_videosets.csv", f"video_set_id,file_id,file_path\n77,0,{labels}")
+    write(
+        folder,
+        "training_params.yaml",
+        f"- {{paramset_idx: 77, paramset_desc: one go, params: {json.dumps(params)}}}",
+    )
+    write(
+        folder, "training_tasks.csv", f"video_set_id,paramset_idx,training_id,project_path\n77,77,1,{project}"
+    )
+    write(
+        folder,
+        "models.csv",
+        f"model_name,config_path,shuffle,trainingsetindex\nfw-model,{project}/config.yaml,7,0",
+    )
+    write(
+        folder,
+        "pose_tasks.csv",
+        "subject,session_datetime,recording_id,model_name\nfw-m1,2025-07-01 09:00:00,1,fw-model",
+    )
+    write(folder, "postprocess_params.yaml", "- {pp_paramset_idx: 77, pp_paramset_desc: median, params: {}}")
+    write(
+        folder,
+        "postprocess_tasks.csv",
+        "subject,session_datetime,recording_id,model_name,pp_paramset_idx\n"
+        "fw-m1,2025-07-01 09:00:00,1,fw-model,77",
+    )
+    model = pipeline.model
+    plan = ingest.ingest(folder)
+    assert plan.counts()["PendingModel"] == 1 and "Model" not in plan.counts()
+    assert not model.Model & {"model_name": "fw-model"}
+    assert len(model.PendingModel.PoseTask & {"model_name": "fw-model"}) == 1
+    assert ingest.ingest(folder).counts() == {}  # again: nothing new, nothing refused
+
+    results = {r.table: r for r in processing.run(display_progress=False)}
+    for name in ("ModelTraining", "ModelRegistration", "PoseEstimation", "CleanedTrajectory"):
+        mine = [key for key, _ in results[name].errors if "fw-" in str(key) or key.get("video_set_id") == 77]
+        assert not mine, (name, mine)
+    key = {"subject": "fw-m1", "model_name": "fw-model"}
+    row = (model.Model & {"model_name": "fw-model"}).fetch1()
+    assert (row["shuffle"], row["paramset_idx"]) == (7, 77)
+    assert (pipeline.train.ModelTraining & {"video_set_id": 77}).fetch1("snapshotindex") == row[
+        "snapshotindex"
+    ]
+    assert len(model.PoseEstimation & key) == 1
+    assert len(pipeline.postprocess.CleanedTrajectory & key) == 1
+    trajectory = model.PoseEstimation.get_trajectory(key)
+    assert len(trajectory) == model.PoseEstimation.info(key)["nframes"] > 0
+    assert ingest.ingest(folder).counts() == {}  # after the run too
+
+
+# ------------------------------------------------------------------------ videos that lie
+def _truncated(synthetic_video, folder):
+    """The synthetic video re-muxed with its index first, then cut: 300 frames in the header."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    full = folder / "full.mp4"
+    with (
+        av.open(str(synthetic_video)) as src,
+        av.open(str(full), "w", options={"movflags": "faststart"}) as dst,
+    ):
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.size:
+                packet.stream = stream
+                dst.mux(packet)
+    cut = folder / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return full, cut
+
+
+def test_truncated_video_is_refused_at_registration(
+    pipeline, synthetic_video, raw_root, new_session, camera, tmp_path
+):
+    from workflow_deeplabcut.video import VideoError, probe
+
+    full, cut = _truncated(synthetic_video, raw_root / "truncated")
+    assert probe(full).nframes == 300
+    with pytest.raises(
+        VideoError, match=r"cut\.mp4: its header gives 300 frames but only \d+ are in the file"
+    ):
+        pipeline.model.VideoRecording.insert_recording(new_session("tr"), 1, camera, [cut])
+    assert not pipeline.model.VideoRecording.File & {"file_path": to_relative(cut)}
+    folder = tmp_path / "metadata"
+    write(folder, "subjects.csv", "subject,sex,subject_birth_date\ntr-m1,F,2025-01-10")
+    write(folder, "sessions.csv", "subject,session_datetime\ntr-m1,2025-07-01 09:00:00")
+    write(
+        folder,
+        "recordings.csv",
+        "subject,session_datetime,recording_id,device,file_id,file_path\n"
+        f"tr-m1,2025-07-01 09:00:00,1,{camera},0,{to_relative(cut)}",
+    )
+    with pytest.raises(ingest.IngestError, match=r"recordings.csv:2: file_path: .*truncated") as err:
+        ingest.ingest(folder)
+    assert len(err.value.problems) == 1 and not pipeline.subject.Subject & {"subject": "tr-m1"}
+
+
+# ------------------------------------------------------------ configs that changed after training
+def _project_copy(synthetic_project, target):
+    import shutil
+
+    from workflow_deeplabcut import dlc
+
+    shutil.copytree(synthetic_project.parent, target)
+    dlc.relocate_project(target / "config.yaml")
+    return target / "config.yaml"
+
+
+def test_bad_training_fraction_is_refused_at_ingest(pipeline, synthetic_project, raw_root, tmp_path):
+    from workflow_deeplabcut import dlc
+
+    config = raw_root / "fraction" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    text = synthetic_project.read_text()
+    config.write_text(text + "\nTrainingFraction:\n- ninety\n" if "TrainingFraction" not in text else text)
+    dlc.edit_config(config, {"TrainingFraction": ["ninety"]})
+    folder = tmp_path / "metadata"
+    write(folder, "training_videosets.csv", "video_set_id,file_id,file_path\n78,0," + to_relative(config))
+    write(
+        folder,
+        "training_params.yaml",
+        "- {paramset_idx: 78, paramset_desc: f, params: {shuffle: 1, trainingsetindex: 0}}",
+    )
+    write(
+        folder,
+        "training_tasks.csv",
+        f"video_set_id,paramset_idx,training_id,project_path\n78,78,1,{to_relative(config.parent)}",
+    )
+    with pytest.raises(
+        ingest.IngestError, match=r"training_tasks.csv:2: project_path: .*TrainingFraction.*'ninety'"
+    ):
+        ingest.ingest(folder)
+    assert not pipeline.train.TrainingTask & {"video_set_id": 78}
+    dlc.edit_config(config, {"TrainingFraction": [0.8]})
+    write(
+        folder,
+        "training_params.yaml",
+        "- {paramset_idx: 78, paramset_desc: f, params: {shuffle: 1, trainingsetindex: 2}}",
+    )
+    with pytest.raises(ingest.IngestError, match=r"trainingsetindex 2 is out of range"):
+        ingest.ingest(folder)
+
+
+def test_body_parts_renamed_after_training(
+    pipeline, trained, synthetic_project, synthetic_video, raw_root, tmp_path
+):
+    """Registration and inference refuse before running anything, naming both lists."""
+    from workflow_deeplabcut import dlc
+
+    config = _project_copy(synthetic_project, raw_root / "renamed")
+    dlc.edit_config(config, {"bodyparts": ["nose", "tail"]})
+    with pytest.raises(
+        dlc.DLCConfigError,
+        match=r"lists body parts \['nose', 'tail'\], but shuffle 1 was trained on \['head', 'tail'\]",
+    ):
+        pipeline.model.Model.insert_new_model("renamed", config, shuffle=1, trainingsetindex=0)
+    assert not pipeline.model.Model & {"model_name": "renamed"}
+    out = tmp_path / "out"
+    with pytest.raises(dlc.DLCConfigError, match="must not change after training"):
+        dlc.analyze(config, [synthetic_video], out, shuffle=1, trainingsetindex=0, snapshotindex=-1)
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- nothing left behind
+def test_failed_pose_run_leaves_no_outputs(trained, synthetic_project, synthetic_video, raw_root, tmp_path):
+    """Outputs are staged: a run refused after writing them leaves nothing, and keeps what was there."""
+    from workflow_deeplabcut import dlc
+
+    config = _project_copy(synthetic_project, raw_root / "staged-run")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("the user's")
+
+    def refuse(folder):
+        assert sorted(p.suffix for p in folder.iterdir() if p.suffix == ".h5") == [".h5"]
+        raise dlc.DLCOutputError("refused by the check")
+
+    with pytest.raises(dlc.DLCOutputError, match="refused by the check"):
+        dlc.analyze(
+            config,
+            [synthetic_video],
+            out,
+            shuffle=1,
+            trainingsetindex=0,
+            snapshotindex=-1,
+            params={"device": "cpu", "batch_size": 8},
+            check=refuse,
+        )
+    assert [p.name for p in out.parent.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == [
+        "keep.txt"
+    ]
+    assert dlc.analyze(
+        config,
+        [synthetic_video],
+        out,
+        shuffle=1,
+        trainingsetindex=0,
+        snapshotindex=-1,
+        params={"device": "cpu", "batch_size": 8},
+    )
+    assert len(dlc.find_outputs(out, [synthetic_video.stem])) == 1 and (out / dlc.RUN_RECORD).exists()
+    assert [p.name for p in out.parent.iterdir()] == ["out"]
