@@ -228,6 +228,7 @@ def test_export_nwb_and_import_pose(pipeline, noisy, processed_root, new_session
     result = runner.invoke(app, ["export-nwb", *session, str(out)])
     assert result.exit_code == 0, result.output
     assert "nwbinspector:" in result.output and " 0 critical" in result.output
+    assert "1 best-practice violation(s)" in result.output  # the subject has no species
     with NWBHDF5IO(str(out), "r") as io:
         assert "noisy_recording1" in io.read().processing["behavior"].data_interfaces
     again = runner.invoke(app, ["export-nwb", *session, str(out)])

@@ -26,7 +26,12 @@ def test_one_ingest_one_run_from_files_to_trajectories(
     labels = to_relative(next(synthetic_project.parent.glob("labeled-data/*/CollectedData_*.h5")))
     params = {**FAST_TRAINING, "shuffle": 7, "epochs": 2, "save_epochs": 2}
     write(folder, "devices.csv", "device,modality\nfw-cam,video")
-    write(folder, "subjects.csv", "subject,sex,subject_birth_date\nfw-m1,F,2025-01-10")
+    write(folder, "labs.csv", "lab,lab_name,time_zone\nfw-lab,First Week Lab,Europe/Berlin")
+    write(
+        folder,
+        "subjects.csv",
+        "subject,sex,subject_birth_date,species,lab\nfw-m1,F,2025-01-10,Mus musculus,fw-lab",
+    )
     write(folder, "sessions.csv", "subject,session_datetime\nfw-m1,2025-07-01 09:00:00")
     write(
         folder,
@@ -82,6 +87,31 @@ def test_one_ingest_one_run_from_files_to_trajectories(
     trajectory = model.PoseEstimation.get_trajectory(key)
     assert len(trajectory) == model.PoseEstimation.info(key)["nframes"] > 0
     assert ingest.ingest(folder).counts() == {}  # after the run too
+
+    # The NWB file made from it has the species and the lab's time zone: no best-practice violation.
+    from pynwb import NWBHDF5IO
+
+    from workflow_deeplabcut import nwb
+
+    path = nwb.export_session({"subject": "fw-m1"}, tmp_path / "fw.nwb")
+    with NWBHDF5IO(str(path), "r") as io:
+        file = io.read()
+        assert file.subject.species == "Mus musculus"
+        assert file.session_start_time.isoformat() == "2025-07-01T09:00:00+02:00"
+    messages = nwb.inspect(path)
+    assert nwb.summary(messages).startswith("0 critical, 0 best-practice violation(s)"), messages
+
+
+def test_bad_time_zone_is_a_problem(pipeline, tmp_path):
+    folder = tmp_path / "metadata"
+    write(folder, "labs.csv", "lab,lab_name,time_zone\ntz-lab,TZ,Berlin")
+    write(folder, "subjects.csv", "subject,sex,subject_birth_date,lab\ntz-m1,F,2025-01-10,tz-lab2")
+    with pytest.raises(ingest.IngestError) as err:
+        ingest.ingest(folder)
+    text = str(err.value)
+    assert "labs.csv:2: time_zone: 'Berlin' is not a time zone; give an IANA name" in text
+    assert "subjects.csv:2: lab: unknown Lab {'lab': 'tz-lab2'}; add it to labs.csv" in text
+    assert not pipeline.lab.Lab & {"lab": "tz-lab"}
 
 
 # ------------------------------------------------------------------------ videos that lie

@@ -129,7 +129,7 @@ def demo(
         console.print(f"QC picture ({name}): {path}")
     console.print(f"Labeled video: {report.labeled_video}")
     console.print(f"NWB file: {report.nwb}")
-    console.print(f"nwbinspector: {report.nwb_critical} critical")
+    console.print(f"nwbinspector: {report.nwb_summary}")
     console.print(f"DeepLabCut outputs: {report.output_dir}")
     console.print(f"Demo data: {report.directory}")
     command = "workflow-deeplabcut serve --demo" + (f" --directory {report.directory}" if directory else "")
@@ -612,7 +612,7 @@ def export_nwb(
         for m in messages:
             console.print(f"nwbinspector {m.importance.name}: {m.check_function_name}: {m.message}")
         critical = [m for m in messages if m.importance.name == "CRITICAL"]
-        console.print(f"nwbinspector: {len(messages)} message(s), {len(critical)} critical")
+        console.print(f"nwbinspector: {nwb.summary(messages)}")
         if critical:
             raise typer.Exit(1)
 

@@ -73,6 +73,7 @@ class DemoReport:
     labeled_video: Path | None = None
     nwb: Path | None = None
     nwb_critical: int | None = None
+    nwb_summary: str = ""
 
 
 def default_directory() -> Path:
@@ -215,7 +216,9 @@ def run_demo(
 
     say("Exporting the session to NWB (ndx-pose) and checking it with nwbinspector")
     report.nwb = nwb.export_session(session_key, directory / "demo-session.nwb", overwrite=True)
-    report.nwb_critical = sum(m.importance.name == "CRITICAL" for m in nwb.inspect(report.nwb))
+    messages = nwb.inspect(report.nwb)
+    report.nwb_critical = sum(m.importance.name == "CRITICAL" for m in messages)
+    report.nwb_summary = nwb.summary(messages)
     kin = postprocess.Kinematics.get_dataset(pp_key)
     report.true_speed = spec.speed * spec.fps / DEMO_PX_PER_CM
     # numpy, not xarray's reductions: numbagg would compile its kernels first (see poses.without_jit)

@@ -89,6 +89,10 @@ _RECORDING = (*_SESSION, "recording_id")
 
 #: The ingest files, in the order they are read (later files may refer to earlier ones).
 SPECS: dict[str, Spec] = {
+    "labs": Spec(
+        (Target("lab.Lab", _same("lab", "lab_name", "address", "time_zone")),),
+        defaults={"time_zone": "UTC"},
+    ),
     "devices": Spec((Target("lab.Device", _same("device", "modality", "description")),)),
     "subjects": Spec(
         (
@@ -96,6 +100,9 @@ SPECS: dict[str, Spec] = {
                 "subject.Subject",
                 _same("subject", "sex", "subject_birth_date", "subject_nickname", "subject_description"),
             ),
+            Target("subject.Species", _same("species"), when="species"),
+            Target("subject.Subject.Species", _same("subject", "species"), when="species"),
+            Target("subject.Subject.Lab", _same("subject", "lab"), when="lab"),
         )
     ),
     "sessions": Spec(
@@ -455,12 +462,25 @@ def _convert(c: _Checker, spec: Spec, row: _Row) -> dict:
                 out[column] = _path(c, row, column, str(raw), spec.paths[column], rule)
             elif rule is not None:
                 out[column] = rule.convert(raw)
+                if column == "time_zone":
+                    _check_time_zone(out[column])
             else:
                 out[column] = rules.check_text(str(raw))
         except (ValueError, FileNotFoundError) as err:
             c.problem(row, column, str(err))
             out[column] = None
     return out
+
+
+def _check_time_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone; give an IANA name such as Europe/London or America/New_York"
+        ) from None
 
 
 def _params(raw) -> dict:

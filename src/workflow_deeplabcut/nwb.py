@@ -437,3 +437,16 @@ def inspect(path: str | Path) -> list:
     from nwbinspector import inspect_nwbfile
 
     return list(inspect_nwbfile(nwbfile_path=str(path)))
+
+
+def summary(messages: list) -> str:
+    """Count nwbinspector's messages by importance, e.g. ``0 critical, 1 best-practice violation``."""
+    counts = {"CRITICAL": 0, "BEST_PRACTICE_VIOLATION": 0, "BEST_PRACTICE_SUGGESTION": 0}
+    for m in messages:
+        counts[m.importance.name] = counts.get(m.importance.name, 0) + 1
+    words = {
+        "CRITICAL": "critical",
+        "BEST_PRACTICE_VIOLATION": "best-practice violation(s)",
+        "BEST_PRACTICE_SUGGESTION": "best-practice suggestion(s)",
+    }
+    return ", ".join(f"{n} {words.get(name, name.lower())}" for name, n in counts.items())
