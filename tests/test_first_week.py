@@ -2,11 +2,13 @@
 videos, flagged bad models, nothing left behind."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 from conftest import FAST_TRAINING
 
-from workflow_deeplabcut import ingest, processing
+from workflow_deeplabcut import ingest
 from workflow_deeplabcut.settings import to_relative
 
 pytestmark = pytest.mark.dlc
@@ -18,12 +20,23 @@ def write(folder, name, text):
 
 
 def test_one_ingest_one_run_from_files_to_trajectories(
-    pipeline, tmp_path, synthetic_project, synthetic_video
+    pipeline, tmp_path, synthetic_project, synthetic_video, raw_root
 ):
-    """The model row names a project whose training is still to run: it waits, then registers."""
+    """The model row names a project whose training is still to run: it waits, then registers.
+
+    The project's own pcutoff (0.4) is the one QC and cleaning apply; the run's summary lists
+    the quality gates' warnings apart from errors.
+    """
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut import dlc
+    from workflow_deeplabcut.cli import app
+
+    config = _project_copy(synthetic_project, raw_root / "first-week")
+    dlc.edit_config(config, {"pcutoff": 0.4})
     folder = tmp_path / "metadata"
-    project = to_relative(synthetic_project.parent)
-    labels = to_relative(next(synthetic_project.parent.glob("labeled-data/*/CollectedData_*.h5")))
+    project = to_relative(config.parent)
+    labels = to_relative(next(config.parent.glob("labeled-data/*/CollectedData_*.h5")))
     params = {**FAST_TRAINING, "shuffle": 7, "epochs": 2, "save_epochs": 2}
     write(folder, "devices.csv", "device,modality\nfw-cam,video")
     write(folder, "labs.csv", "lab,lab_name,time_zone\nfw-lab,First Week Lab,Europe/Berlin")
@@ -72,10 +85,11 @@ def test_one_ingest_one_run_from_files_to_trajectories(
     assert len(model.PendingModel.PoseTask & {"model_name": "fw-model"}) == 1
     assert ingest.ingest(folder).counts() == {}  # again: nothing new, nothing refused
 
-    results = {r.table: r for r in processing.run(display_progress=False)}
-    for name in ("ModelTraining", "ModelRegistration", "PoseEstimation", "CleanedTrajectory"):
-        mine = [key for key, _ in results[name].errors if "fw-" in str(key) or key.get("video_set_id") == 77]
-        assert not mine, (name, mine)
+    result = CliRunner().invoke(app, ["run"])
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "fw-" in line and "warning" not in line]
+    assert not errors, result.output
+    assert re.search(r"table\s*┃\s*computed\s*┃\s*errors\s*┃\s*warnings", result.output), result.output
     key = {"subject": "fw-m1", "model_name": "fw-model"}
     row = (model.Model & {"model_name": "fw-model"}).fetch1()
     assert (row["shuffle"], row["paramset_idx"]) == (7, 77)
@@ -83,7 +97,16 @@ def test_one_ingest_one_run_from_files_to_trajectories(
         "snapshotindex"
     ]
     assert len(model.PoseEstimation & key) == 1
-    assert len(pipeline.postprocess.CleanedTrajectory & key) == 1
+    cleaned = (pipeline.postprocess.CleanedTrajectory & key).fetch1()
+    qc = (pipeline.qc.PoseQC & key & {"qc_paramset_idx": 0}).fetch1()
+    assert cleaned["likelihood_threshold"] == qc["pcutoff_used"] == 0.4  # the model's own
+    evaluation = (model.ModelEvaluation & key).fetch1()
+    assert bool(evaluation["warning"]) == (evaluation["test_error"] > 0.01 * np.hypot(128, 128))
+    assert bool(qc["warning"]) == (qc["fraction_below_pcutoff"] > 0.5)
+    missing = max(r["n_missing"] for r in (pipeline.postprocess.CleanedTrajectory.BodyPart & key).to_dicts())
+    assert bool(cleaned["warning"]) == (missing > 150)
+    for row in (evaluation, qc, cleaned):  # every warning stored is in the run's summary
+        assert not row["warning"] or " ".join(row["warning"].split()[:6]) in " ".join(result.output.split())
     trajectory = model.PoseEstimation.get_trajectory(key)
     assert len(trajectory) == model.PoseEstimation.info(key)["nframes"] > 0
     assert ingest.ingest(folder).counts() == {}  # after the run too
@@ -266,3 +289,21 @@ def test_failed_pose_run_leaves_no_outputs(trained, synthetic_project, synthetic
     )
     assert len(dlc.find_outputs(out, [synthetic_video.stem])) == 1 and (out / dlc.RUN_RECORD).exists()
     assert [p.name for p in out.parent.iterdir()] == ["out"]
+
+
+def test_quality_gates_name_the_figure_the_gate_and_the_fix():
+    from workflow_deeplabcut import quality
+
+    assert quality.model_warning(1.7, (128, 128), 0.01) == ""
+    text = quality.model_warning(27.0, (640, 480), 0.01)
+    assert text.startswith("test error 27.0 px is 3.4% of the 640x480 frame's diagonal (gate 1.0%, 8.0 px)")
+    assert "pretrained weights" in text
+    assert quality.model_warning(None, (640, 480), 0.01) == quality.model_warning(27.0, None, 0.01) == ""
+    assert quality.estimation_warning(0.5, "snout", 0.4, 0.5) == ""
+    assert quality.estimation_warning(1.0, "snout", 0.4, 0.5).startswith(
+        "100% of points are below the p-cutoff 0.4 (gate 50%; worst: snout)"
+    )
+    assert quality.trajectory_warning({"snout": 150, "tail": 10}, 300, 0.4, 0.5) == ""
+    assert quality.trajectory_warning({"snout": 300, "tail": 10}, 300, 0.4, 0.5).startswith(
+        "snout is missing in 300 of 300 frames (100%, gate 50%) after dropping points below likelihood 0.4"
+    )

@@ -243,21 +243,39 @@ def run_command(
 
     Example: workflow-deeplabcut run --table PoseEstimation --key subject=m1
     """
-    from . import processing
+    from . import processing, quality
 
     _pipeline()
     retries = processing.MAX_RETRIES if max_retries is None else max_retries
-    results = processing.run(tables, parse_key(key) or None, reserve_jobs=reserve, max_retries=retries)
+    restriction = parse_key(key) or None
+    results = processing.run(tables, restriction, reserve_jobs=reserve, max_retries=retries)
+    flagged: dict = {}
+    for warning in quality.collect(
+        processing.check_restriction(processing.select_tables(tables), restriction)
+    ):
+        flagged.setdefault(warning.table, []).append(warning)
     summary = Table(title="run")
-    for column in ("table", "computed", "errors"):
+    for column in ("table", "computed", "errors", "warnings"):
         summary.add_column(column)
     for result in results:
-        summary.add_row(result.table, str(result.success), str(len(result.errors)))
+        summary.add_row(
+            result.table,
+            str(result.success),
+            str(len(result.errors)),
+            str(len(flagged.get(result.table, []))),
+        )
     console.print(summary)
     for result in results:
         for failed_key, message in result.errors:
             errors.print(
                 f"[red]{result.table}[/red] {failed_key}: {message}", highlight=False, soft_wrap=True
+            )
+    for result in results:
+        for warning in flagged.get(result.table, []):
+            errors.print(
+                f"[yellow]warning[/yellow] {warning.table} {warning.key}: {warning.message}",
+                highlight=False,
+                soft_wrap=True,
             )
     if any(r.errors for r in results):
         raise typer.Exit(1)
@@ -338,17 +356,23 @@ def status(
         print(json.dumps({"tables": rows, "workers": alive, "slurm": cluster}, indent=1, default=str))
         return
     table = Table(title="status")
-    for column in ("table", "done", "pending", "reserved", "errors"):
+    for column in ("table", "done", "pending", "reserved", "errors", "warnings"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for row in rows:
-        table.add_row(
-            row["table"], str(row["done"]), str(row["pending"]), str(row["reserved"]), str(len(row["errors"]))
-        )
+        counts = (row["done"], row["pending"], row["reserved"], len(row["errors"]), len(row["warnings"]))
+        table.add_row(row["table"], *map(str, counts))
     console.print(table)
     for row in rows:
         for error in row["errors"]:
             console.print(
                 f"[red]{row['table']}[/red] {error['key']} (attempt {error['attempts']}): {error['message']}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for row in rows:
+        for warning in row["warnings"]:
+            console.print(
+                f"[yellow]warning[/yellow] {row['table']} {warning['key']}: {warning['message']}",
                 highlight=False,
                 soft_wrap=True,
             )

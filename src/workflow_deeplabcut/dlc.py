@@ -41,6 +41,8 @@ TRAINING_OPTIONS = {
     "init_weights": "'random' (default, offline) or a snapshot .pt path relative to a data root",
     "pytorch_cfg_updates": "dict of dotted pytorch_config.yaml keys to values",
     "dataloader_workers": "data-loading worker processes (default: on a GPU, cores - 1 up to 8; on CPU 0)",
+    "max_test_error_fraction": "quality gate: flag the model when its test error passes this fraction "
+    "of the frame diagonal (default 0.01)",
 }
 SINGLE_INDIVIDUAL = "individual_0"
 RUN_RECORD = ".workflow_dlc_run.json"
@@ -131,6 +133,23 @@ def _fraction(value, low_open: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return (0 < value if low_open else 0 <= value) and value <= 1
+
+
+def frame_size(cfg: dict) -> tuple[int, int] | None:
+    """Return the largest (width, height) of a project's videos, from their ``crop`` in config.yaml.
+
+    DeepLabCut writes ``crop: x1, x2, y1, y2`` for every video it adds; None when no video has one.
+    """
+    sizes = []
+    for entry in (cfg.get("video_sets") or {}).values():
+        crop = (entry or {}).get("crop") if isinstance(entry, dict) else None
+        try:
+            x1, x2, y1, y2 = (int(float(v)) for v in str(crop).split(","))
+        except ValueError:
+            continue
+        if x2 > x1 and y2 > y1:
+            sizes.append((x2 - x1, y2 - y1))
+    return max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
 
 
 def check_trained_body_parts(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> None:

@@ -11,7 +11,12 @@ running it again), on MySQL/MariaDB and PostgreSQL alike:
    arrays are stacked, in (individual, body part) order, bit for bit, and written through the
    store; each ``BodyPartPosition`` row gets its ``slot``. Then the old columns are dropped
    and the old files removed.
-3. The migrated tables' comments become this version's.
+3. Quality gates: ``ModelEvaluation``, ``PoseQC`` and ``CleanedTrajectory`` gain ``warning``
+   (empty for rows computed before), ``PoseQC`` and ``CleanedTrajectory`` the p-cutoff /
+   likelihood threshold they applied (null before); ``QCParamSet`` gains ``max_below_pcutoff``
+   (0.5) and its ``pcutoff`` may be null (the model's own). Existing rows keep their values:
+   the shipped set 0 keeps p-cutoff 0.6 in a migrated database.
+4. The migrated tables' comments become this version's.
 
 Stop the workers of the older version first: they would write rows of the old shape.
 """
@@ -56,7 +61,23 @@ def pending_steps() -> list[str]:
     # The old columns go last: while they are there, the migration has not finished.
     if "slot" not in part or "x_pos" in part or "poses" not in _columns(model.PoseEstimation):
         steps.append("PoseEstimation: one pose array per estimation instead of five files per body part")
+    for table, names in _gate_columns().items():
+        missing = [n for n in names if n not in _columns(table)]
+        if missing:
+            steps.append(f"{table.__name__}: add {', '.join(missing)}")
     return steps
+
+
+def _gate_columns() -> dict:
+    """Columns of the quality gates, by table (step 3)."""
+    from .pipeline import model, postprocess, qc
+
+    return {
+        model.ModelEvaluation: ("warning",),
+        qc.QCParamSet: ("max_below_pcutoff",),
+        qc.PoseQC: ("pcutoff_used", "warning"),
+        postprocess.CleanedTrajectory: ("likelihood_threshold", "warning"),
+    }
 
 
 def require_current() -> None:
@@ -130,7 +151,14 @@ def migrate(*, dry_run: bool = False) -> MigrationReport:
             quoted = part.connection.adapter.quote_identifier(name)
             part.connection.query(f"ALTER TABLE {part.full_table_name} DROP COLUMN {quoted}")
     _set_table_comment(part)
-    for table in (info, est, part):
+    gates = _gate_columns()
+    for table, names in gates.items():
+        if table.__name__ == "QCParamSet" and "max_below_pcutoff" not in _columns(table):
+            _drop_not_null(table, _definition_line(table, "pcutoff"))  # before the column: idempotent
+        for name in names:
+            if name not in _columns(table):
+                _add_column(table, _definition_line(table, name))
+    for table in (info, est, part, *gates):
         _reset_heading(table)
         _refresh_comments(table)
         _reset_heading(table)
@@ -196,6 +224,16 @@ def _set_not_null(table, line: str) -> None:
             f"ALTER TABLE {table.full_table_name} ALTER COLUMN {quoted} SET NOT NULL, "
             f"ALTER COLUMN {quoted} DROP DEFAULT"
         )
+    else:
+        conn.query(f"ALTER TABLE {table.full_table_name} MODIFY COLUMN {sql}")
+
+
+def _drop_not_null(table, line: str) -> None:
+    conn = table.connection
+    name, sql, _ = _compile(table, line)
+    if conn.adapter.backend == "postgresql":
+        quoted = conn.adapter.quote_identifier(name)
+        conn.query(f"ALTER TABLE {table.full_table_name} ALTER COLUMN {quoted} DROP NOT NULL")
     else:
         conn.query(f"ALTER TABLE {table.full_table_name} MODIFY COLUMN {sql}")
 

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X"
     dlc,
     lab,
     posestore,  # noqa: F401  (registers <npyfile@store> before the tables are declared)
+    quality,
     session,
     train,
     video,
@@ -27,6 +28,8 @@ schema = dj.Schema()
 
 #: ``Model.engine`` of models registered with :meth:`Model.insert_external_model`.
 EXTERNAL_ENGINE = "external"
+#: DeepLabCut's p-cutoff when a project's config gives none.
+DEFAULT_PCUTOFF = 0.6
 
 
 def _config_dict(dlc_config) -> tuple[dict, Path]:
@@ -506,6 +509,13 @@ class Model(dj.Manual):
         return row["project_path"], new
 
     @classmethod
+    def pcutoff(cls, key: dict) -> float:
+        """Return a model's own p-cutoff: its config's ``pcutoff``, else DeepLabCut's default 0.6."""
+        template = (cls & {"model_name": key["model_name"]}).fetch1("config_template")
+        value = template.get("pcutoff")
+        return float(value) if value is not None else DEFAULT_PCUTOFF
+
+    @classmethod
     def project_config(cls, key: dict) -> Path:
         """Return the absolute ``config.yaml`` path of a model's project."""
         return dlc.config_path_of(find_full_path((cls & key).fetch1("project_path")))
@@ -583,6 +593,7 @@ class ModelEvaluation(dj.Computed):
     p_cutoff=null: float64  # likelihood cutoff used
     train_error_p=null: float64  # train RMSE (px) with p-cutoff
     test_error_p=null: float64  # test RMSE (px) with p-cutoff
+    warning="": varchar(512)  # quality gate: set when the test error is large for the frames
     """
 
     @property
@@ -591,26 +602,31 @@ class ModelEvaluation(dj.Computed):
         return Model & {"engine": "pytorch"}
 
     def make_fetch(self, key):
-        """Fetch the model's coordinates."""
+        """Fetch the model's coordinates and its quality gate."""
+        row = (Model & key).fetch1()
+        params = (train.TrainingParamSet & row).to_dicts() if row["paramset_idx"] is not None else []
+        gate = (params[0]["params"] if params else {}).get("max_test_error_fraction")
         return [
-            (Model & key).fetch1(
-                "project_path", "shuffle", "trainingsetindex", "snapshotindex", "model_prefix"
-            )
+            {
+                k: row[k]
+                for k in ("project_path", "shuffle", "trainingsetindex", "snapshotindex", "model_prefix")
+            },
+            gate if gate is not None else quality.MAX_TEST_ERROR_FRACTION,
         ]
 
-    def make_compute(self, key, model):
-        """Run DeepLabCut's evaluation, outside any transaction."""
-        project_path, shuffle, trainingsetindex, snapshotindex, prefix = model
-        return [
-            dlc.evaluate(
-                dlc.config_path_of(find_full_path(project_path)),
-                shuffle=shuffle,
-                trainingsetindex=trainingsetindex,
-                snapshotindex=snapshotindex,
-                modelprefix=prefix,
-                device="cpu" if not _cuda() else "auto",
-            )
-        ]
+    def make_compute(self, key, model, gate):
+        """Run DeepLabCut's evaluation, outside any transaction; judge the test error."""
+        config = dlc.config_path_of(find_full_path(model["project_path"]))
+        results = dlc.evaluate(
+            config,
+            shuffle=model["shuffle"],
+            trainingsetindex=model["trainingsetindex"],
+            snapshotindex=model["snapshotindex"],
+            modelprefix=model["model_prefix"],
+            device="cpu" if not _cuda() else "auto",
+        )
+        size = dlc.frame_size(dlc.read_config(config))
+        return [{**results, "warning": quality.model_warning(results["test_error"], size, gate)[:512]}]
 
     def make_insert(self, key, results):
         """Store the errors."""

@@ -20,7 +20,11 @@ from .errors import InputError, PoseFileError
 
 #: Post-processing parameters, their defaults and what they mean.
 POSTPROCESS_PARAMS = {
-    "likelihood_threshold": (0.6, "drop points whose likelihood is below this (DeepLabCut's pcutoff)"),
+    "likelihood_threshold": (
+        "model",
+        "drop points whose likelihood is below this; 'model': the model's own pcutoff (config.yaml)",
+    ),
+    "max_missing": (0.5, "quality gate: flag a trajectory with a body part missing in more of its frames"),
     "max_gap": (
         10,
         "fill gaps of at most this many frames by linear interpolation; 0 = never, None = every gap",
@@ -77,9 +81,15 @@ def check_postprocess_params(params: dict) -> dict:
     def bad(key, why):
         return PostprocessParamsError(f"Post-processing param {key}={p[key]!r}: {why}")
 
-    if not _is_number(p["likelihood_threshold"]) or p["likelihood_threshold"] < 0:
-        raise bad("likelihood_threshold", "give a number >= 0 (e.g. 0.6 for DeepLabCut).")
-    p["likelihood_threshold"] = float(p["likelihood_threshold"])
+    if p["likelihood_threshold"] != "model":
+        if not _is_number(p["likelihood_threshold"]) or p["likelihood_threshold"] < 0:
+            raise bad(
+                "likelihood_threshold", "give a number >= 0 (e.g. 0.6), or 'model' for the model's pcutoff."
+            )
+        p["likelihood_threshold"] = float(p["likelihood_threshold"])
+    if not _is_number(p["max_missing"]) or not 0 <= p["max_missing"] <= 1:
+        raise bad("max_missing", "give a fraction of the frames, from 0 to 1.")
+    p["max_missing"] = float(p["max_missing"])
     if p["max_gap"] is not None and (not _is_int(p["max_gap"]) or p["max_gap"] < 0):
         raise bad("max_gap", "give a whole number of frames >= 0, or None to fill every gap.")
     if p["smoothing"] not in ("none", "median", "savgol"):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import model, poses
+from . import model, poses, quality
 from .paramsets import insert_hashed
 from .rows import frame_range, load_array, nullable, one_key
 
@@ -121,6 +121,8 @@ class CleanedTrajectory(dj.Computed):
     space_unit: varchar(8)  # 'cm' when the params give px_per_cm, else 'px'
     fps: float64  # of the recording: the time base of the kinematics
     nframes: int32
+    likelihood_threshold=null: float64  # the threshold applied (the params', or the model's pcutoff)
+    warning="": varchar(512)  # quality gate: set when a body part is missing too often
     """
 
     class BodyPart(dj.Part):
@@ -138,7 +140,9 @@ class CleanedTrajectory(dj.Computed):
 
     def make(self, key):
         """Fetch the raw trajectory, clean it with movement, insert the result."""
-        params = (PostprocessParamSet & key).fetch1("pp_params")
+        params = poses.check_postprocess_params((PostprocessParamSet & key).fetch1("pp_params"))
+        if params["likelihood_threshold"] == "model":
+            params["likelihood_threshold"] = model.Model.pcutoff(key)
         raw = model.PoseEstimation.get_dataset(key)
         poses.check_body_parts(params, [str(k) for k in raw.keypoints.values], f"pose estimation {key}")
 
@@ -146,7 +150,23 @@ class CleanedTrajectory(dj.Computed):
         fps = raw.attrs["fps"]
 
         nframes = cleaned.sizes["time"]
-        self.insert1({**key, "space_unit": cleaned.attrs["space_unit"], "fps": fps, "nframes": nframes})
+        several = len({ind for ind, _ in counts}) > 1
+        missing = {
+            (f"{ind}/{part}" if several else part): c["n_missing"] for (ind, part), c in counts.items()
+        }
+        warning = quality.trajectory_warning(
+            missing, nframes, params["likelihood_threshold"], params["max_missing"]
+        )
+        self.insert1(
+            {
+                **key,
+                "space_unit": cleaned.attrs["space_unit"],
+                "fps": fps,
+                "nframes": nframes,
+                "likelihood_threshold": params["likelihood_threshold"],
+                "warning": warning[:512],
+            }
+        )
         self.BodyPart.insert(
             {
                 **key,

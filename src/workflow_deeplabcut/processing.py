@@ -47,7 +47,7 @@ from pathlib import Path
 
 import datajoint as dj
 
-from . import database, rules
+from . import database, quality, rules
 from .errors import DatabaseError, InputError
 
 logger = logging.getLogger(__name__)
@@ -779,6 +779,10 @@ def status(tables: list[str] | None = None) -> list[dict]:
                     for job in reserved
                 ],
                 "errors": errors,
+                "warnings": [
+                    {"key": {k: _plain(v) for k, v in w.key.items()}, "message": w.message}
+                    for w in quality.collect(only=name)
+                ],
             }
         )
     return rows

@@ -16,7 +16,7 @@ from pathlib import Path
 import datajoint as dj
 import numpy as np
 
-from . import model, plots, poses
+from . import model, plots, poses, quality
 from .rows import nullable, pose_window
 from .settings import find_full_path, get_settings, to_relative
 
@@ -30,17 +30,25 @@ class QCParamSet(dj.Lookup):
     qc_paramset_idx: int16
     ---
     qc_paramset_desc: varchar(128)
-    pcutoff: float64  # likelihood below which a point is low-confidence
+    pcutoff=null: float64  # likelihood below which a point is low-confidence; null: the model's own
     max_jump_px: float64  # a move of more pixels between consecutive confident frames is a jump
+    max_below_pcutoff=0.5: float64  # quality gate: flag an estimation with more points below
     """
     contents = [
         {
             "qc_paramset_idx": 0,
-            "qc_paramset_desc": "DeepLabCut's default p-cutoff; jumps over 30 px per frame",
-            "pcutoff": 0.6,
+            "qc_paramset_desc": "the model's own p-cutoff; jumps over 30 px per frame; flag over 50% below",
+            "pcutoff": None,
             "max_jump_px": 30.0,
+            "max_below_pcutoff": 0.5,
         }
     ]
+
+    @classmethod
+    def resolve_pcutoff(cls, key: dict) -> float:
+        """Return the p-cutoff a QC of ``key`` applies: the set's, or the model's own when null."""
+        value = (cls & key).fetch1("pcutoff")
+        return float(value) if value is not None else model.Model.pcutoff(key)
 
 
 @schema
@@ -54,6 +62,8 @@ class PoseQC(dj.Computed):
     fraction_below_pcutoff: float64  # over all body parts and individuals
     worst_body_part: varchar(32)  # the part with the largest fraction below p-cutoff
     n_jumps: int32  # over all body parts and individuals
+    pcutoff_used=null: float64  # the p-cutoff applied (the param set's, or the model's own)
+    warning="": varchar(512)  # quality gate: set when too many points are below the p-cutoff
     """
 
     class BodyPart(dj.Part):
@@ -71,26 +81,32 @@ class PoseQC(dj.Computed):
     def make(self, key):
         """Fetch the trajectory and the thresholds, compute the metrics, insert them."""
         params = (QCParamSet & key).fetch1()
+        pcutoff = QCParamSet.resolve_pcutoff(key)
         window = model.PoseEstimation.window(key)
 
         parts = []
         for (individual, body_part), arrays in window.arrays().items():
             metrics = poses.qc_metrics(
                 *(np.asarray(arrays[a], dtype=np.float64) for a in ("x_pos", "y_pos", "likelihood")),
-                params["pcutoff"],
+                pcutoff,
                 params["max_jump_px"],
             )
             metrics["median_likelihood"] = nullable(metrics["median_likelihood"])
             parts.append({**key, "individual": individual, "body_part": body_part, **metrics})
         worst = max(parts, key=lambda p: p["fraction_below_pcutoff"])
+        below = sum(p["fraction_below_pcutoff"] for p in parts) / len(parts)
 
         self.insert1(
             {
                 **key,
                 "nframes": (model.PoseEstimation & key).fetch1("nframes"),
-                "fraction_below_pcutoff": sum(p["fraction_below_pcutoff"] for p in parts) / len(parts),
+                "fraction_below_pcutoff": below,
                 "worst_body_part": worst["body_part"],
                 "n_jumps": sum(p["n_jumps"] for p in parts),
+                "pcutoff_used": pcutoff,
+                "warning": quality.estimation_warning(
+                    below, worst["body_part"], pcutoff, params["max_below_pcutoff"]
+                )[:512],
             }
         )
         self.BodyPart.insert(parts)
@@ -123,7 +139,7 @@ class QCPlots(dj.Computed):
 
     def make(self, key):
         """Fetch the trajectory, draw the three pictures, insert their paths."""
-        pcutoff = (QCParamSet & key).fetch1("pcutoff")
+        pcutoff = QCParamSet.resolve_pcutoff(key)
         info = (model.RecordingInfo & key).fetch1()
         tracks = _tracks(key)
         folder = _folder(key, "qc")

@@ -35,6 +35,13 @@ def check_training_params(params: dict) -> dict:
     if unknown:
         accepted = "; ".join(f"{k}: {v}" for k, v in dlc.TRAINING_OPTIONS.items())
         raise ValueError(f"Unknown training param(s) {sorted(unknown)}. Accepted: {accepted}.")
+    gate = params.get("max_test_error_fraction")
+    if gate is not None and (
+        isinstance(gate, bool) or not isinstance(gate, int | float) or not 0 < gate <= 1
+    ):
+        raise ValueError(
+            f"Training param 'max_test_error_fraction' must be a fraction in (0, 1], not {gate!r}."
+        )
     return params
 
 
