@@ -78,6 +78,7 @@ def pytest_configure(config):
     os.environ.update(
         MPLBACKEND="Agg",
         HF_HUB_OFFLINE="1",
+        HF_HOME=str(_WORKDIR / "huggingface"),  # never the developer's cache: tests build their own
         WORKFLOW_DLC_PREFIX=f"t{uuid.uuid4().hex[:8]}_",
         WORKFLOW_DLC_ROOT_DATA_DIR=str(_WORKDIR / "raw"),
         WORKFLOW_DLC_PROCESSED_DIR=str(_WORKDIR / "processed"),

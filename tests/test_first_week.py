@@ -3,6 +3,7 @@ videos, flagged bad models, nothing left behind."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,3 +308,69 @@ def test_quality_gates_name_the_figure_the_gate_and_the_fix():
     assert quality.trajectory_warning({"snout": 300, "tail": 10}, 300, 0.4, 0.5).startswith(
         "snout is missing in 300 of 300 frames (100%, gate 50%) after dropping points below likelihood 0.4"
     )
+
+
+# ------------------------------------------------------------------------- pretrained weights
+def _hub_cache(repo: str, state: dict) -> Path:
+    """Write weights into the Hugging Face cache in the hub's own layout (blob, snapshot, ref)."""
+    import hashlib
+
+    import safetensors.torch
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    data = safetensors.torch.save(state)
+    blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    commit = hashlib.sha1(data).hexdigest()
+    snapshot = folder / "snapshots" / commit / "model.safetensors"
+    snapshot.parent.mkdir(parents=True)
+    snapshot.symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_pretrained_backbone_loads_from_the_hub_cache(trained, synthetic_project, raw_root, caplog):
+    """init_weights auto: random with a loud warning while the weights are missing (offline), then
+    DeepLabCut's own loading (timm, hub cache) once they are cached; 'pretrained' insists."""
+    import timm
+    import torch
+
+    from workflow_deeplabcut import dlc
+
+    config = _project_copy(synthetic_project, raw_root / "pretrained")
+    cfg = dlc.read_config(config)
+    pytorch_cfg_path = dlc.model_folder(cfg, 1, 0) / "train" / "pytorch_config.yaml"
+    pytorch_cfg = dlc.read_model_config(cfg, 1, 0)
+    repo = dlc.pretrained_source(pytorch_cfg)
+    assert repo == "timm/resnet10t.c3_in1k"
+
+    with caplog.at_level("WARNING"):
+        start, init = dlc._starting_weights(pytorch_cfg_path, pytorch_cfg, 0, {}, None)
+    assert init == "random (no pretrained weights available)" and start.name == "init-random-seed0.pt"
+    assert (
+        "Training starts from RANDOM weights" in caplog.text
+        and "timm.create_model('resnet10t.c3_in1k'" in caplog.text
+    )
+    with pytest.raises(dlc.DLCConfigError, match=r"resnet10t.c3_in1k is not in the Hugging Face cache"):
+        dlc._starting_weights(pytorch_cfg_path, pytorch_cfg, 0, {"init_weights": "pretrained"}, None)
+
+    torch.manual_seed(123)
+    weights = timm.create_model("resnet10t", pretrained=False).state_dict()
+    _hub_cache(repo, weights)
+    result = dlc.train(
+        config,
+        shuffle=1,
+        trainingsetindex=0,
+        params={**FAST_TRAINING, "epochs": 1, "save_epochs": 1, "init_weights": "auto"},
+    )
+    assert result.init_weights == f"pretrained {repo}"
+    started = torch.load(pytorch_cfg_path.parent / "init-pretrained-seed0.pt", map_location="cpu")["model"]
+    backbone = {
+        k.removeprefix("backbone.model."): v for k, v in started.items() if k.startswith("backbone.model.")
+    }
+    shared = sorted(set(backbone) & set(weights))
+    assert len(shared) > 50
+    assert all(torch.equal(backbone[k], weights[k]) for k in shared)  # the cache's weights, loaded by DLC

@@ -45,6 +45,7 @@ DEMO_TRAINING = {
     "device": "cpu",
     "backbone": "resnet10t",
     "seed": 0,
+    "init_weights": "random",  # the demo is the same everywhere, offline or not
     "pytorch_cfg_updates": {
         "data.train.crop_sampling": None,
         "runner.optimizer.params.lr": 1e-3,

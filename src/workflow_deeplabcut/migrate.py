@@ -15,7 +15,8 @@ running it again), on MySQL/MariaDB and PostgreSQL alike:
    (empty for rows computed before), ``PoseQC`` and ``CleanedTrajectory`` the p-cutoff /
    likelihood threshold they applied (null before); ``QCParamSet`` gains ``max_below_pcutoff``
    (0.5) and its ``pcutoff`` may be null (the model's own). Existing rows keep their values:
-   the shipped set 0 keeps p-cutoff 0.6 in a migrated database.
+   the shipped set 0 keeps p-cutoff 0.6 in a migrated database. ``ModelTraining`` gains
+   ``init_weights`` (empty for trainings before).
 4. The migrated tables' comments become this version's.
 
 Stop the workers of the older version first: they would write rows of the old shape.
@@ -69,10 +70,11 @@ def pending_steps() -> list[str]:
 
 
 def _gate_columns() -> dict:
-    """Columns of the quality gates, by table (step 3)."""
-    from .pipeline import model, postprocess, qc
+    """Columns added by step 3 (quality gates, and what a training started from), by table."""
+    from .pipeline import model, postprocess, qc, train
 
     return {
+        train.ModelTraining: ("init_weights",),
         model.ModelEvaluation: ("warning",),
         qc.QCParamSet: ("max_below_pcutoff",),
         qc.PoseQC: ("pcutoff_used", "warning"),

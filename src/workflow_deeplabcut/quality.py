@@ -25,7 +25,10 @@ import numpy as np
 #: Default gate on a model's test error, as a fraction of the frame diagonal (1 %: 8 px on 640x480).
 MAX_TEST_ERROR_FRACTION = 0.01
 
-MODEL_FIX = "train longer, or start from pretrained weights (training param init_weights: auto)"
+MODEL_FIX = (
+    "train longer, or start from pretrained weights (init_weights: auto, with the backbone's weights "
+    "in the Hugging Face cache; ModelTraining.init_weights says what a training started from)"
+)
 
 
 @dataclass(frozen=True)

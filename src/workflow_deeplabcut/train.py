@@ -126,6 +126,7 @@ class ModelTraining(dj.Computed):
     snapshotindex: int32  # its index in DeepLabCut's snapshot list, now set in config.yaml
     config_template: <blob>  # the project config after training
     pytorch_config: <blob>  # the pytorch_config.yaml used
+    init_weights="": varchar(255)  # what training started from: pretrained <hub repo>, random, snapshot
     """
 
     def make_fetch(self, key):
@@ -152,7 +153,7 @@ class ModelTraining(dj.Computed):
             trainingsetindex=params["trainingsetindex"],
             params=params,
             modelprefix=model_prefix,
-            init_snapshot=find_full_path(init) if init not in (None, "random") else None,
+            init_snapshot=find_full_path(init) if init not in (None, *dlc.INIT_CHOICES) else None,
         )
         cfg = dlc.read_config(config) | {"training_filelist_datajoint": files}
         return (
@@ -161,9 +162,10 @@ class ModelTraining(dj.Computed):
             result.snapshotindex,
             cfg,
             result.pytorch_config,
+            result.init_weights,
         )
 
-    def make_insert(self, key, latest, snapshot_path, snapshotindex, cfg, pytorch_config):
+    def make_insert(self, key, latest, snapshot_path, snapshotindex, cfg, pytorch_config, init_weights):
         """Record the training run."""
         self.insert1(
             {
@@ -173,5 +175,6 @@ class ModelTraining(dj.Computed):
                 "snapshotindex": snapshotindex,
                 "config_template": cfg,
                 "pytorch_config": pytorch_config,
+                "init_weights": init_weights[:255],
             }
         )
