@@ -374,3 +374,53 @@ def test_pretrained_backbone_loads_from_the_hub_cache(trained, synthetic_project
     shared = sorted(set(backbone) & set(weights))
     assert len(shared) > 50
     assert all(torch.equal(backbone[k], weights[k]) for k in shared)  # the cache's weights, loaded by DLC
+
+
+# --------------------------------------------------------------------------------- delete
+def test_delete_a_session_with_its_files(
+    pipeline, model_name, synthetic_video, new_session, camera, processed_root
+):
+    """Dry run lists rows and files and removes nothing; the delete removes both; the model stays."""
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut import processing, storage
+    from workflow_deeplabcut.cli import app
+
+    model, pp, qc = pipeline.model, pipeline.postprocess, pipeline.qc
+    rec = model.VideoRecording.insert_recording(new_session("del"), 1, camera, [synthetic_video])
+    pose = model.PoseEstimationTask.generate(rec, model_name, task_mode="trigger")
+    idx = pp.PostprocessParamSet.insert_new_params("delete test", {"max_gap": 0})
+    pp.PostprocessTask.generate(pose, idx)
+    qc.LabeledVideoTask.insert1({**pose, "labeled_video_idx": 0})
+    results = processing.run(restriction={"subject": rec["subject"]}, display_progress=False)
+    assert not [r.errors for r in results if r.errors]
+    session = {"subject": rec["subject"], "session_datetime": str(rec["session_datetime"])}
+    output = processed_root / (model.PoseEstimation & pose).fetch1("output_dir")
+    pictures = list(qc.QCPlots.paths({**pose, "qc_paramset_idx": 0}).values())
+    labeled = qc.LabeledVideo.path({**pose, "labeled_video_idx": 0})
+    arrays = [r["x_pos"].path for r in (pp.CleanedTrajectory.BodyPart & pose).to_dicts()]
+    root = Path(storage.get_settings().store_dir)
+    assert arrays and all((root / a).exists() for a in arrays)
+    store = storage.collect_garbage(dry_run=True, min_age=0)
+    outputs = sorted(p.name for p in output.iterdir() if p.is_file())
+    assert any(n.endswith(".h5") for n in outputs) and ".workflow_dlc_run.json" in outputs
+
+    args = ["delete", *(f"{k}={v}" for k, v in session.items())]
+    dry = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    flat = "".join(dry.output.split())
+    assert "woulddelete1row(s)ofPoseEstimation" in flat and "woulddelete1row(s)ofLabeledVideo" in flat
+    assert all("".join(str(p).split()) in flat for p in (*pictures, labeled))
+    assert len(model.PoseEstimation & pose) == 1 and labeled.exists() and all(p.exists() for p in pictures)
+
+    done = CliRunner().invoke(app, [*args, "--yes"])
+    assert done.exit_code == 0, done.output
+    assert not pipeline.session.Session & session and not model.PoseEstimation & pose
+    assert not labeled.exists() and not any(p.exists() for p in pictures)
+    assert not [p for p in output.glob("*") if p.is_file() and p.name in outputs]
+    assert model.Model & {"model_name": model_name}  # upstream rows stay
+    assert not [a for a in arrays if (root / a).exists()]
+    after = storage.collect_garbage(dry_run=True, min_age=0)
+    assert len(after.orphans) <= len(store.orphans)  # no file of the deleted rows left for gc
+    bad = CliRunner().invoke(app, [*args, "--yes"])
+    assert bad.exit_code == 1 and "no row matching" in bad.output

@@ -535,6 +535,45 @@ def garbage_collect(
     )
 
 
+@command()
+def delete(
+    items: list[str] = typer.Argument(..., help="NAME=VALUE pairs that select the rows."),
+    table: str = typer.Option(
+        "Session", "--table", "-t", help="The table to delete from (and its dependents)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the rows and files."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete rows, every row that depends on them, and their files (outputs, pictures, arrays).
+
+    DeepLabCut outputs are removed only where the pipeline wrote them (trigger mode); the
+    outputs of load mode and imported files are the lab's own and stay.
+
+    Example: workflow-deeplabcut delete subject=m1 session_datetime="2025-06-01 10:00:00" --dry-run
+    """
+    from . import deletion, rules
+
+    _pipeline()
+    target = deletion.find_table(table)
+    restriction = rules.check_key(target, parse_key(items))
+    found = deletion.plan(target, restriction)
+    verb = "would delete" if dry_run else "deletes"
+    for name, count in found.rows.items():
+        console.print(f"{verb} {count} row(s) of {name}", highlight=False)
+    for path in found.files:
+        console.print(f"{verb} file {path}", highlight=False, soft_wrap=True)
+    console.print(f"{verb} {len(found.store_paths)} stored array file(s)", highlight=False)
+    if dry_run:
+        return
+    if not yes and not typer.confirm("Delete these rows and files?", default=False):
+        console.print("Nothing deleted.")
+        return
+    done = deletion.delete(target, restriction)
+    console.print(f"deleted {sum(done.rows.values())} row(s) and {done.removed} file(s)", highlight=False)
+    for problem in done.failed:
+        errors.print(f"[yellow]not removed[/yellow] {problem}", highlight=False, soft_wrap=True)
+
+
 @command(name="migrate")
 def migrate_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only list the steps."),
