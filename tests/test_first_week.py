@@ -424,3 +424,38 @@ def test_delete_a_session_with_its_files(
     assert len(after.orphans) <= len(store.orphans)  # no file of the deleted rows left for gc
     bad = CliRunner().invoke(app, [*args, "--yes"])
     assert bad.exit_code == 1 and "no row matching" in bad.output
+
+
+def test_failed_training_leaves_no_dataset_or_model_folder(
+    pipeline, synthetic_project, raw_root, monkeypatch
+):
+    """A training that fails after DeepLabCut made its dataset removes what it made, and only that."""
+    from workflow_deeplabcut import dlc
+
+    config = _project_copy(synthetic_project, raw_root / "failed-training")
+    project = config.parent
+    before = {
+        p for folder in ("training-datasets", "dlc-models-pytorch") for p in (project / folder).rglob("*")
+    }
+    text = config.read_text()
+    params = {
+        **FAST_TRAINING,
+        "shuffle": 9,
+        "pytorch_cfg_updates": {"runner.optimizer.type": "NoSuchOptimizer"},
+    }
+    made = []
+    cleanup = dlc._remove_new_training_files
+
+    def spy(project, before, shuffle):
+        made.extend(dlc._training_files(project) - before)
+        cleanup(project, before, shuffle)
+
+    monkeypatch.setattr(dlc, "_remove_new_training_files", spy)
+    with pytest.raises(Exception, match="NoSuchOptimizer"):
+        dlc.train(config, shuffle=9, trainingsetindex=0, params=params)
+    assert any(p.name == "pytorch_config.yaml" for p in made)  # it failed after making its dataset
+    after = {
+        p for folder in ("training-datasets", "dlc-models-pytorch") for p in (project / folder).rglob("*")
+    }
+    assert after == before, sorted(str(p.relative_to(project)) for p in after ^ before)
+    assert config.read_text() == text

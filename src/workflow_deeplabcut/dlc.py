@@ -518,6 +518,51 @@ def train(
     """
     path = relocate_project(config)
     check_project_files(path.parent, [init_snapshot] if init_snapshot else [])
+    before = _training_files(path.parent)
+    try:
+        return _train(path, shuffle, trainingsetindex, params, modelprefix, init_snapshot)
+    except BaseException:
+        _remove_new_training_files(path.parent, before, shuffle)
+        raise
+
+
+def _training_files(project: Path) -> set[Path]:
+    return {
+        p for folder in ("training-datasets", "dlc-models-pytorch") for p in (project / folder).rglob("*")
+    }
+
+
+def _remove_new_training_files(project: Path, before: set[Path], shuffle: int) -> None:
+    """Remove what a failed training of ``shuffle`` created: its dataset, model folder, snapshots.
+
+    Files of other shuffles are left alone (another worker may be training one), as are files
+    that were there before.
+    """
+    import re
+
+    mine = re.compile(rf"shuffle{shuffle}(?!\d)")
+    other = re.compile(r"shuffle\d+")
+    new = sorted(_training_files(project) - before, key=lambda p: len(p.parts), reverse=True)
+    removed = 0
+    for path in new:
+        rel = path.relative_to(project).as_posix()
+        if path.is_file() and mine.search(rel):
+            path.unlink(missing_ok=True)
+            removed += 1
+    for path in new:  # deepest first: folders this training created, once nothing else is in them
+        if path.is_dir() and path.exists():
+            inside = [p for p in path.rglob("*") if p.is_file()]
+            theirs = [p for p in inside if p in before or other.search(p.relative_to(project).as_posix())]
+            if not theirs:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    if removed:
+        logger.info(
+            "Training failed: removed %d file(s) and folder(s) it had created in %s", removed, project
+        )
+
+
+def _train(path: Path, shuffle, trainingsetindex, params, modelprefix, init_snapshot) -> TrainingResult:
     pytorch_cfg_path = ensure_training_dataset(
         path, shuffle, trainingsetindex, params.get("net_type"), modelprefix
     )
