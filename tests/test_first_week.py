@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST_TRAINING
 
 from workflow_deeplabcut import ingest
-from workflow_deeplabcut.settings import to_relative
+from workflow_deeplabcut.settings import get_settings, to_relative
 
 pytestmark = pytest.mark.dlc
 
@@ -91,6 +91,12 @@ def test_one_ingest_one_run_from_files_to_trajectories(
     errors = [line for line in result.output.splitlines() if "fw-" in line and "warning" not in line]
     assert not errors, result.output
     assert re.search(r"table\s*┃\s*computed\s*┃\s*errors\s*┃\s*warnings", result.output), result.output
+    # Quiet: DeepLabCut's output went to one log per job, named in the summary.
+    logs = get_settings().processed_data_dir / "logs"
+    assert f"DeepLabCut's output: one log per job under {logs}" in result.output
+    training_log = next((logs / "ModelTraining").glob("77_77_1.log")).read_text()
+    assert "ModelTraining {'video_set_id': 77" in training_log and len(training_log.splitlines()) > 10
+    assert not set(training_log.splitlines()[1:]) & set(result.output.splitlines()) - {""}
     key = {"subject": "fw-m1", "model_name": "fw-model"}
     row = (model.Model & {"model_name": "fw-model"}).fetch1()
     assert (row["shuffle"], row["paramset_idx"]) == (7, 77)

@@ -25,18 +25,27 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The embedded database (or the configured server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
-errors = Console(stderr=True)
+# soft_wrap: long lines (paths above all) are never broken, so they can be copied and pasted.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 _debug = {"on": os.environ.get("WORKFLOW_DLC_DEBUG", "").lower() in ("1", "true", "yes")}
 
 
 @app.callback()
 def _options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Show DeepLabCut's own output instead of writing it to one log file per job.",
+    ),
 ) -> None:
     """DeepLabCut 3 pose estimation as a reproducible DataJoint pipeline."""
     if debug:
         _debug["on"] = True
+    if verbose:
+        os.environ["WORKFLOW_DLC_VERBOSE"] = "1"
 
 
 def _fail(message: str) -> None:
@@ -219,6 +228,9 @@ def _pipeline():
     return pipeline
 
 
+#: The tables whose jobs run DeepLabCut (their output goes to a log file per job).
+_DLC_TABLES = ("ModelTraining", "ModelEvaluation", "PoseEstimation")
+
 TablesOption = typer.Option(None, "--table", "-t", help="Only this computed table (repeatable).")
 KeyOption = typer.Option(None, "--key", "-k", help="Restrict to NAME=VALUE (repeatable).")
 RetriesOption = typer.Option(
@@ -243,7 +255,8 @@ def run_command(
 
     Example: workflow-deeplabcut run --table PoseEstimation --key subject=m1
     """
-    from . import processing, quality
+    from . import joblog, processing, quality
+    from .settings import get_settings
 
     _pipeline()
     retries = processing.MAX_RETRIES if max_retries is None else max_retries
@@ -270,6 +283,12 @@ def run_command(
             errors.print(
                 f"[red]{result.table}[/red] {failed_key}: {message}", highlight=False, soft_wrap=True
             )
+    ran_dlc = any(r.success or r.errors for r in results if r.table in _DLC_TABLES)
+    if ran_dlc and not joblog.verbose():
+        logs = get_settings().processed_data_dir / "logs"
+        errors.print(
+            f"DeepLabCut's output: one log per job under {logs} (--verbose shows it)", highlight=False
+        )
     for result in results:
         for warning in flagged.get(result.table, []):
             errors.print(

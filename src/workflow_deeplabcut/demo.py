@@ -182,6 +182,11 @@ def run_demo(
     subject.Subject.insert1(
         {"subject": "demo-mouse", "sex": "U", "subject_birth_date": "2025-01-01"}, skip_duplicates=True
     )
+    # A (synthetic) mouse: the NWB file then names its species, as best practice asks.
+    subject.Species.insert1({"species": "Mus musculus"}, skip_duplicates=True)
+    subject.Subject.Species.insert1(
+        {"subject": "demo-mouse", "species": "Mus musculus"}, skip_duplicates=True
+    )
     session_key = {"subject": "demo-mouse", "session_datetime": "2025-06-01 10:00:00"}
     session.Session.insert1(session_key, skip_duplicates=True)
     recording = {**session_key, "recording_id": 0}

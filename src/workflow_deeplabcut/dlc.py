@@ -8,8 +8,10 @@ unless the caller asks otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import io
 import json
 import logging
 import os
@@ -238,9 +240,12 @@ def create_project(
         The new project's ``config.yaml``.
     """
     deeplabcut = _import_deeplabcut()
-    config = deeplabcut.create_new_project(
-        task, scorer, [str(video)], working_directory=str(working_dir), copy_videos=True
-    )
+    chatter = io.StringIO()  # DeepLabCut prints a dozen lines of advice: keep them for the log
+    with contextlib.redirect_stdout(chatter):
+        config = deeplabcut.create_new_project(
+            task, scorer, [str(video)], working_directory=str(working_dir), copy_videos=True
+        )
+    logger.debug("deeplabcut.create_new_project: %s", chatter.getvalue())
     if config == "nothingcreated" or config is None:
         raise DLCConfigError(f"DeepLabCut created no project for {video} in {working_dir}.")
     edit_config(config, {"bodyparts": list(bodyparts), "engine": "pytorch"})

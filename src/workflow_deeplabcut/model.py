@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import (  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X")
     dlc,
+    joblog,
     lab,
     posestore,  # noqa: F401  (registers <npyfile@store> before the tables are declared)
     quality,
@@ -617,14 +618,15 @@ class ModelEvaluation(dj.Computed):
     def make_compute(self, key, model, gate):
         """Run DeepLabCut's evaluation, outside any transaction; judge the test error."""
         config = dlc.config_path_of(find_full_path(model["project_path"]))
-        results = dlc.evaluate(
-            config,
-            shuffle=model["shuffle"],
-            trainingsetindex=model["trainingsetindex"],
-            snapshotindex=model["snapshotindex"],
-            modelprefix=model["model_prefix"],
-            device="cpu" if not _cuda() else "auto",
-        )
+        with joblog.captured("ModelEvaluation", key):
+            results = dlc.evaluate(
+                config,
+                shuffle=model["shuffle"],
+                trainingsetindex=model["trainingsetindex"],
+                snapshotindex=model["snapshotindex"],
+                modelprefix=model["model_prefix"],
+                device="cpu" if not _cuda() else "auto",
+            )
         size = dlc.frame_size(dlc.read_config(config))
         return [{**results, "warning": quality.model_warning(results["test_error"], size, gate)[:512]}]
 
@@ -865,17 +867,18 @@ class PoseEstimation(dj.Computed):
             self._check_outputs(dlc.read_outputs(folder, stems), task, model, parts, videos, nframes, folder)
 
         if task["task_mode"] == "trigger":
-            dlc.analyze(
-                dlc.config_path_of(find_full_path(model["project_path"])),
-                [find_full_path(v) for v in videos],
-                output_dir,
-                shuffle=model["shuffle"],
-                trainingsetindex=model["trainingsetindex"],
-                snapshotindex=model["snapshotindex"],
-                modelprefix=model["model_prefix"],
-                params=task["pose_estimation_params"] or {},
-                check=check,  # on the new outputs, before they replace anything
-            )
+            with joblog.captured("PoseEstimation", key):
+                dlc.analyze(
+                    dlc.config_path_of(find_full_path(model["project_path"])),
+                    [find_full_path(v) for v in videos],
+                    output_dir,
+                    shuffle=model["shuffle"],
+                    trainingsetindex=model["trainingsetindex"],
+                    snapshotindex=model["snapshotindex"],
+                    modelprefix=model["model_prefix"],
+                    params=task["pose_estimation_params"] or {},
+                    check=check,  # on the new outputs, before they replace anything
+                )
         out = dlc.read_outputs(output_dir, stems)
         self._check_outputs(out, task, model, parts, videos, nframes, output_dir)
         made = max(f.stat().st_mtime for f in out.h5_files)

@@ -2,7 +2,7 @@
 
 import datajoint as dj
 
-from . import dlc
+from . import dlc, joblog
 from .paramsets import insert_hashed, params_hash  # noqa: F401  (params_hash is public here)
 from .settings import find_full_path, to_relative
 
@@ -147,14 +147,15 @@ class ModelTraining(dj.Computed):
             find_full_path(file)
         config = dlc.config_path_of(find_full_path(project_path))
         init = params.get("init_weights")
-        result = dlc.train(
-            config,
-            shuffle=params["shuffle"],
-            trainingsetindex=params["trainingsetindex"],
-            params=params,
-            modelprefix=model_prefix,
-            init_snapshot=find_full_path(init) if init not in (None, *dlc.INIT_CHOICES) else None,
-        )
+        with joblog.captured("ModelTraining", key):
+            result = dlc.train(
+                config,
+                shuffle=params["shuffle"],
+                trainingsetindex=params["trainingsetindex"],
+                params=params,
+                modelprefix=model_prefix,
+                init_snapshot=find_full_path(init) if init not in (None, *dlc.INIT_CHOICES) else None,
+            )
         cfg = dlc.read_config(config) | {"training_filelist_datajoint": files}
         return (
             result.latest_snapshot,
