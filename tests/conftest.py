@@ -53,6 +53,7 @@ collect_ignore = (
         "test_faults.py",  # it starts its own MariaDB and PostgreSQL servers
         "test_openfield.py",
         "test_inference.py",  # DeepLabCut against our engine: no backend in it
+        "test_superanimal.py",  # DeepLabCut's model zoo inference: no backend in it
         "test_migrate.py",  # it migrates databases on both servers itself
         "test_cli.py",
         "test_notebooks.py",
@@ -79,6 +80,7 @@ def pytest_configure(config):
         MPLBACKEND="Agg",
         HF_HUB_OFFLINE="1",
         HF_HOME=str(_WORKDIR / "huggingface"),  # never the developer's cache: tests build their own
+        TORCH_HOME=str(_WORKDIR / "torch"),
         WORKFLOW_DLC_PREFIX=f"t{uuid.uuid4().hex[:8]}_",
         WORKFLOW_DLC_ROOT_DATA_DIR=str(_WORKDIR / "raw"),
         WORKFLOW_DLC_PROCESSED_DIR=str(_WORKDIR / "processed"),
@@ -328,3 +330,26 @@ def noisy(pipeline, new_session, camera, raw_root):
     result = model.PoseEstimation.populate(key, suppress_errors=True)
     assert not result["error_list"], result["error_list"]
     return {"key": key, "spec": spec, "frame": frame, "corruption": corruption, "video": video, "h5": h5}
+
+
+def hub_cache(repo: str, filename: str, data: bytes) -> Path:
+    """Put a file into the Hugging Face cache in the hub's own layout (blob, snapshot link, ref)."""
+    import hashlib
+
+    from huggingface_hub import constants
+
+    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    refs = folder / "refs" / "main"
+    if refs.exists():
+        commit = refs.read_text().strip()
+    else:
+        commit = hashlib.sha1(repo.encode()).hexdigest()
+        refs.parent.mkdir(parents=True, exist_ok=True)
+        refs.write_text(commit)
+    snapshot = folder / "snapshots" / commit / filename
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    return snapshot

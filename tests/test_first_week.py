@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_TRAINING
+from conftest import FAST_TRAINING, hub_cache
 
 from workflow_deeplabcut import ingest
 from workflow_deeplabcut.settings import get_settings, to_relative
@@ -317,30 +317,10 @@ def test_quality_gates_name_the_figure_the_gate_and_the_fix():
 
 
 # ------------------------------------------------------------------------- pretrained weights
-def _hub_cache(repo: str, state: dict) -> Path:
-    """Write weights into the Hugging Face cache in the hub's own layout (blob, snapshot, ref)."""
-    import hashlib
-
-    import safetensors.torch
-    from huggingface_hub import constants
-
-    folder = Path(constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
-    data = safetensors.torch.save(state)
-    blob = folder / "blobs" / hashlib.sha256(data).hexdigest()
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
-    commit = hashlib.sha1(data).hexdigest()
-    snapshot = folder / "snapshots" / commit / "model.safetensors"
-    snapshot.parent.mkdir(parents=True)
-    snapshot.symlink_to(Path("..") / ".." / "blobs" / blob.name)
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text(commit)
-    return snapshot
-
-
 def test_pretrained_backbone_loads_from_the_hub_cache(trained, synthetic_project, raw_root, caplog):
     """init_weights auto: random with a loud warning while the weights are missing (offline), then
     DeepLabCut's own loading (timm, hub cache) once they are cached; 'pretrained' insists."""
+    import safetensors.torch
     import timm
     import torch
 
@@ -365,7 +345,7 @@ def test_pretrained_backbone_loads_from_the_hub_cache(trained, synthetic_project
 
     torch.manual_seed(123)
     weights = timm.create_model("resnet10t", pretrained=False).state_dict()
-    _hub_cache(repo, weights)
+    hub_cache(repo, "model.safetensors", safetensors.torch.save(weights))
     result = dlc.train(
         config,
         shuffle=1,

@@ -699,6 +699,30 @@ def export_nwb(
             raise typer.Exit(1)
 
 
+@command(name="register-superanimal")
+def register_superanimal(
+    name: str = typer.Argument(..., help="A name for the model."),
+    superanimal: str = typer.Option("superanimal_topviewmouse", help="Which SuperAnimal."),
+    pose_model: str = typer.Option("hrnet_w32", help="Its pose network (DeepLabCut's model zoo)."),
+    detector: str = typer.Option("fasterrcnn_resnet50_fpn_v2", help="Its detector."),
+    max_individuals: int = typer.Option(1, min=1, help="Animals per frame."),
+    pcutoff: float = typer.Option(0.6, min=0.0, max=1.0, help="The model's p-cutoff."),
+) -> None:
+    """Register one of DeepLabCut's SuperAnimal models: pose estimation without training.
+
+    Its weights are taken from the Hugging Face cache or DeepLabCut's model zoo folder, or
+    downloaded at the first pose estimation when the network allows.
+
+    Example: workflow-deeplabcut register-superanimal topview --pose-model hrnet_w32
+    """
+    pipeline = _pipeline()
+    key = pipeline.model.Model.insert_superanimal_model(
+        name, superanimal, pose_model, detector, max_individuals=max_individuals, pcutoff=pcutoff
+    )
+    parts = len(pipeline.model.Model.BodyPart & key)
+    console.print(f"registered {name}: {superanimal} ({pose_model}, {detector}), {parts} body parts")
+
+
 @command(name="import-pose")
 def import_pose(
     path: Path = typer.Argument(..., help="The pose file (inside a data root)."),

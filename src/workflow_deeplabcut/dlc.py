@@ -804,24 +804,35 @@ def analyze(
         except DLCOutputError:
             pass
     safe_io.check_snapshot(snapshot)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
+    with staged(output_dir, check) as staging:
         ran = _run_inference(
             path, cfg, videos, staging, shuffle, trainingsetindex, snapshotindex, modelprefix, params, engine
         )
+    # The record goes last: outputs without it are never taken for a finished run.
+    (output_dir / RUN_RECORD).write_text(
+        json.dumps({"signature": signature, "snapshot": snapshot.name, "engine": ran}, indent=1)
+    )
+    return True
+
+
+@contextlib.contextmanager
+def staged(output_dir: Path, check: Callable[[Path], None] | None = None):
+    """Yield a staging folder beside ``output_dir``; move its files into ``output_dir`` on success.
+
+    Success means the block ended without an exception and ``check(staging)`` passed. Either
+    way the staging folder is removed: a failed run leaves no file, and overwrites none.
+    """
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        yield staging
         if check is not None:
             check(staging)
         output_dir.mkdir(exist_ok=True)
         for file in sorted(staging.iterdir()):
             os.replace(file, output_dir / file.name)
-        # The record goes last: outputs without it are never taken for a finished run.
-        (output_dir / RUN_RECORD).write_text(
-            json.dumps({"signature": signature, "snapshot": snapshot.name, "engine": ran}, indent=1)
-        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return True
 
 
 def _run_inference(
@@ -913,16 +924,17 @@ class PoseOutput:
         return self.poses if isinstance(self.poses, np.ndarray) else self.poses.load()
 
 
-def find_outputs(output_dir: Path, video_stems: list[str]) -> list[Path]:
+def find_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") -> list[Path]:
     """Return one DeepLabCut ``.h5`` per video, in the videos' order.
 
     Video names are matched literally: ``[``, ``*`` or ``?`` in a name are not patterns.
+    ``infix`` is the pattern between the stem and ``.h5`` (SuperAnimal outputs: ``_<scorer>``).
     """
     found = []
     for stem in video_stems:
         candidates = [
             p
-            for p in Path(output_dir).glob(f"{glob.escape(stem)}DLC*.h5")
+            for p in Path(output_dir).glob(f"{glob.escape(stem)}{infix}.h5")
             if not p.stem.endswith(("_filtered", "_skeleton")) and "_full" not in p.stem
         ]
         if not candidates:
@@ -1020,7 +1032,7 @@ def _check_meta(h5: Path, scorer: str) -> None:
         )
 
 
-def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
+def read_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") -> PoseOutput:
     """Locate and check the DeepLabCut outputs of a recording's videos (concatenated in order).
 
     The ``.h5`` files are scanned with h5py and their ``_meta.pickle`` read with the restricted
@@ -1034,6 +1046,8 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
         Folder holding ``<stem>DLC_*.h5`` files (and their ``_meta.pickle``).
     video_stems : list of str
         The recording's video file stems, in order.
+    infix : str
+        As for :func:`find_outputs`.
 
     Returns
     -------
@@ -1041,7 +1055,7 @@ def read_outputs(output_dir: Path, video_stems: list[str]) -> PoseOutput:
     """
     from .posestore import FileRanges
 
-    files = find_outputs(output_dir, video_stems)
+    files = find_outputs(output_dir, video_stems, infix)
     blocks = [safe_io.pandas_hdf_block(f) for f in files]
     plain = all(blocks) and all(
         b.columns.equals(blocks[0].columns) and b.dtype == blocks[0].dtype for b in blocks

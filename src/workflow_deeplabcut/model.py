@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X"
     posestore,  # noqa: F401  (registers <npyfile@store> before the tables are declared)
     quality,
     session,
+    superanimal,
     train,
     video,
 )
@@ -433,6 +434,90 @@ class Model(dj.Manual):
         return key
 
     @classmethod
+    def insert_superanimal_model(
+        cls,
+        model_name: str,
+        superanimal: str = "superanimal_topviewmouse",
+        pose_model: str = "hrnet_w32",
+        detector: str = "fasterrcnn_resnet50_fpn_v2",
+        *,
+        max_individuals: int = 1,
+        pcutoff: float = DEFAULT_PCUTOFF,
+        model_description: str = "",
+    ) -> dict:
+        """Register one of DeepLabCut's SuperAnimal models: pose estimation without training.
+
+        Its estimations run DeepLabCut's ``video_inference_superanimal`` in trigger mode (see
+        :mod:`workflow_deeplabcut.superanimal` for where the weights come from). It has
+        ``engine="superanimal"``, ``task`` = the SuperAnimal, the SuperAnimal's body parts, and
+        individuals ``animal0`` ... up to ``max_individuals``. Registering the same name with
+        the same choice again is a no-op.
+
+        Parameters
+        ----------
+        model_name : str
+            A unique name.
+        superanimal : str
+            E.g. ``superanimal_topviewmouse``, ``superanimal_quadruped``.
+        pose_model, detector : str
+            DeepLabCut model-zoo networks, e.g. ``hrnet_w32`` and ``fasterrcnn_resnet50_fpn_v2``.
+        max_individuals : int
+            Animals per frame.
+        pcutoff : float
+            The model's p-cutoff (QC and cleaning use it by default).
+        model_description : str
+            Free text.
+
+        Returns
+        -------
+        dict
+            The model's primary key.
+        """
+        from . import superanimal as zoo
+
+        zoo.model_zoo_entry(superanimal, pose_model)  # refuses what the model zoo does not offer
+        zoo.model_zoo_entry(superanimal, detector)
+        if not isinstance(max_individuals, int) or max_individuals < 1:
+            raise InputError(f"max_individuals must be a whole number >= 1, not {max_individuals!r}.")
+        parts = zoo.body_parts(superanimal)
+        template = {
+            "engine": zoo.ENGINE,
+            "superanimal": superanimal,
+            "model_name": pose_model,
+            "detector_name": detector,
+            "max_individuals": max_individuals,
+            "bodyparts": parts,
+            "pcutoff": float(pcutoff),
+        }
+        key = {"model_name": model_name}
+        if cls & key:
+            old = (cls & key).fetch1("config_template")
+            if old == template:
+                return key
+            raise dj.errors.DuplicateError(
+                f"A model named {model_name!r} exists already; choose another name."
+            )
+        row = {
+            "model_name": model_name,
+            "task": superanimal[:32],
+            "date": "",
+            "iteration": 0,
+            "snapshotindex": 0,
+            "shuffle": 0,
+            "trainingsetindex": 0,
+            "engine": zoo.ENGINE,
+            "scorer": zoo.scorer(superanimal, pose_model, detector),
+            "config_template": template,
+            "project_path": f"superanimal/{superanimal}_{pose_model}_{detector}_{max_individuals}",
+            "model_prefix": "",
+            "model_description": model_description,
+            "paramset_idx": None,
+        }
+        with cls.connection.transaction:
+            cls.insert_built(row, parts)
+        return key
+
+    @classmethod
     def insert_built(cls, row: dict, parts: list[str]) -> None:
         """Insert a row from :meth:`build_model` with its body parts (call inside a transaction)."""
         BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
@@ -467,9 +552,9 @@ class Model(dj.Manual):
         if not rows:
             raise InputError(f"No model named {model_name!r}; `Model.keys()` lists the registered ones.")
         row = rows[0]
-        if row["engine"] == EXTERNAL_ENGINE:
+        if row["engine"] != "pytorch":
             raise InputError(
-                f"Model {model_name!r} is external ({row['task']}): it has no project to relocate."
+                f"Model {model_name!r} is {row['engine']} ({row['task']}): it has no project to relocate."
             )
         cfg, project = _config_dict(dlc_config)
         cfg = cfg | {"project_path": str(project)}
@@ -842,7 +927,9 @@ class PoseEstimation(dj.Computed):
         """Fetch the task, the model, the videos, the expected frame count and the output folder."""
         task = (PoseEstimationTask & key).fetch1()
         model = (Model & key).fetch1()
-        model.pop("config_template")
+        template = model.pop("config_template")
+        if model["engine"] == superanimal.ENGINE:
+            model["superanimal"] = template  # what to run: there is no project
         parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
         files = sorted((VideoRecording.File & key).to_dicts(), key=lambda r: r["file_id"])
         videos = [r["file_path"] for r in files]  # relative: load mode needs only their names
@@ -862,11 +949,23 @@ class PoseEstimation(dj.Computed):
                 "its outputs with PoseEstimationTask.generate_import (CLI: import-pose)."
             )
         stems = [PurePosixPath(v).stem for v in videos]
+        zoo = model["engine"] == superanimal.ENGINE
+        infix = f"_{model['scorer']}" if zoo else "DLC*"
 
         def check(folder: Path) -> None:
-            self._check_outputs(dlc.read_outputs(folder, stems), task, model, parts, videos, nframes, folder)
+            out = dlc.read_outputs(folder, stems, infix)
+            self._check_outputs(out, task, model, parts, videos, nframes, folder)
 
-        if task["task_mode"] == "trigger":
+        if task["task_mode"] == "trigger" and zoo:
+            with joblog.captured("PoseEstimation", key):
+                superanimal.analyze(
+                    model["superanimal"],
+                    [find_full_path(v) for v in videos],
+                    output_dir,
+                    task["pose_estimation_params"] or {},
+                    check=check,
+                )
+        elif task["task_mode"] == "trigger":
             with joblog.captured("PoseEstimation", key):
                 dlc.analyze(
                     dlc.config_path_of(find_full_path(model["project_path"])),
@@ -879,7 +978,7 @@ class PoseEstimation(dj.Computed):
                     params=task["pose_estimation_params"] or {},
                     check=check,  # on the new outputs, before they replace anything
                 )
-        out = dlc.read_outputs(output_dir, stems)
+        out = dlc.read_outputs(output_dir, stems, infix)
         self._check_outputs(out, task, model, parts, videos, nframes, output_dir)
         made = max(f.stat().st_mtime for f in out.h5_files)
         master = {

@@ -303,7 +303,7 @@ def export_session(
     if training_labels:
         for name in sorted({e["model_name"] for e in estimations}):
             model_row = (model.Model & {"model_name": name}).fetch1()
-            if model_row["engine"] == model.EXTERNAL_ENGINE:
+            if model_row["engine"] != "pytorch":  # no DeepLabCut project, no labeled frames
                 continue
             training = _training(ndx_pose, nwbfile, model_row, skeletons[name], path, dlc, model)
             if training is not None:
