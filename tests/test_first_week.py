@@ -1,6 +1,7 @@
 """A lab's first week with its own data (issue 17): one ingest and one run, checked configs and
 videos, flagged bad models, nothing left behind."""
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -271,29 +272,15 @@ def test_failed_pose_run_leaves_no_outputs(trained, synthetic_project, synthetic
         assert sorted(p.suffix for p in folder.iterdir() if p.suffix == ".h5") == [".h5"]
         raise dlc.DLCOutputError("refused by the check")
 
+    run = functools.partial(
+        dlc.analyze, config, [synthetic_video], out, shuffle=1, trainingsetindex=0, snapshotindex=-1
+    )
     with pytest.raises(dlc.DLCOutputError, match="refused by the check"):
-        dlc.analyze(
-            config,
-            [synthetic_video],
-            out,
-            shuffle=1,
-            trainingsetindex=0,
-            snapshotindex=-1,
-            params={"device": "cpu", "batch_size": 8},
-            check=refuse,
-        )
+        run(params={"device": "cpu", "batch_size": 8}, check=refuse)
     assert [p.name for p in out.parent.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == [
         "keep.txt"
     ]
-    assert dlc.analyze(
-        config,
-        [synthetic_video],
-        out,
-        shuffle=1,
-        trainingsetindex=0,
-        snapshotindex=-1,
-        params={"device": "cpu", "batch_size": 8},
-    )
+    assert run(params={"device": "cpu", "batch_size": 8})
     assert len(dlc.find_outputs(out, [synthetic_video.stem])) == 1 and (out / dlc.RUN_RECORD).exists()
     assert [p.name for p in out.parent.iterdir()] == ["out"]
 

@@ -409,26 +409,10 @@ class Model(dj.Manual):
                 f"A model named {model_name!r} exists already (engine {row[0]}, body parts {have}); "
                 "choose another name for these outputs."
             )
-        row = {
-            "model_name": model_name,
-            "task": source_software[:32],
-            "date": "",
-            "iteration": 0,
-            "snapshotindex": 0,
-            "shuffle": 0,
-            "trainingsetindex": 0,
-            "engine": EXTERNAL_ENGINE,
-            "scorer": scorer or model_name,
-            "config_template": {
-                "engine": EXTERNAL_ENGINE,
-                "source_software": source_software,
-                "bodyparts": parts,
-            },
-            "project_path": f"external/{model_name}",
-            "model_prefix": "",
-            "model_description": model_description,
-            "paramset_idx": None,
-        }
+        template = {"engine": EXTERNAL_ENGINE, "source_software": source_software, "bodyparts": parts}
+        row = _projectless_row(
+            model_name, EXTERNAL_ENGINE, source_software, scorer or model_name, template, model_description
+        )
         with cls.connection.transaction:
             cls.insert_built(row, parts)
         return key
@@ -497,22 +481,15 @@ class Model(dj.Manual):
             raise dj.errors.DuplicateError(
                 f"A model named {model_name!r} exists already; choose another name."
             )
-        row = {
-            "model_name": model_name,
-            "task": superanimal[:32],
-            "date": "",
-            "iteration": 0,
-            "snapshotindex": 0,
-            "shuffle": 0,
-            "trainingsetindex": 0,
-            "engine": zoo.ENGINE,
-            "scorer": zoo.scorer(superanimal, pose_model, detector),
-            "config_template": template,
-            "project_path": f"superanimal/{superanimal}_{pose_model}_{detector}_{max_individuals}",
-            "model_prefix": "",
-            "model_description": model_description,
-            "paramset_idx": None,
-        }
+        row = _projectless_row(
+            model_name,
+            zoo.ENGINE,
+            superanimal,
+            zoo.scorer(superanimal, pose_model, detector),
+            template,
+            model_description,
+            f"{superanimal}_{pose_model}_{detector}_{max_individuals}",
+        )
         with cls.connection.transaction:
             cls.insert_built(row, parts)
         return key
@@ -1152,6 +1129,32 @@ class PoseEstimation(dj.Computed):
         )
         ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
         return ds
+
+
+def _projectless_row(
+    model_name: str, engine: str, task: str, scorer: str, template: dict, description: str, place: str = ""
+) -> dict:
+    """Return the ``Model`` row of a model without a DeepLabCut project (external, SuperAnimal).
+
+    Its ``project_path`` is ``<engine>/<place or model name>``; shuffle, snapshot and
+    iteration are zero.
+    """
+    return {
+        "model_name": model_name,
+        "task": task[:32],
+        "date": "",
+        "iteration": 0,
+        "snapshotindex": 0,
+        "shuffle": 0,
+        "trainingsetindex": 0,
+        "engine": engine,
+        "scorer": scorer,
+        "config_template": template,
+        "project_path": f"{engine}/{place or model_name}",
+        "model_prefix": "",
+        "model_description": description,
+        "paramset_idx": None,
+    }
 
 
 def _one_estimation(table, key: dict) -> dict:
