@@ -228,6 +228,8 @@ def _pipeline():
     return pipeline
 
 
+#: Quality warnings ``run`` prints at most (``status`` lists every one).
+MAX_WARNINGS_SHOWN = 20
 #: The tables whose jobs run DeepLabCut (their output goes to a log file per job).
 _DLC_TABLES = ("ModelTraining", "ModelEvaluation", "PoseEstimation")
 
@@ -289,13 +291,15 @@ def run_command(
         errors.print(
             f"DeepLabCut's output: one log per job under {logs} (--verbose shows it)", highlight=False
         )
-    for result in results:
-        for warning in flagged.get(result.table, []):
-            errors.print(
-                f"[yellow]warning[/yellow] {warning.table} {warning.key}: {warning.message}",
-                highlight=False,
-                soft_wrap=True,
-            )
+    shown = [w for result in results for w in flagged.get(result.table, [])]
+    for warning in shown[:MAX_WARNINGS_SHOWN]:
+        errors.print(
+            f"[yellow]warning[/yellow] {warning.table} {warning.key}: {warning.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(shown) > MAX_WARNINGS_SHOWN:
+        errors.print(f"... and {len(shown) - MAX_WARNINGS_SHOWN} more warnings: `status` lists them all")
     if any(r.errors for r in results):
         raise typer.Exit(1)
 
