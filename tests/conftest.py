@@ -54,6 +54,7 @@ collect_ignore = (
         "test_openfield.py",
         "test_inference.py",  # DeepLabCut against our engine: no backend in it
         "test_superanimal.py",  # DeepLabCut's model zoo inference: no backend in it
+        "test_dlc_files.py",  # DeepLabCut's files around training and pose runs
         "test_migrate.py",  # it migrates databases on both servers itself
         "test_cli.py",
         "test_notebooks.py",
@@ -353,3 +354,14 @@ def hub_cache(repo: str, filename: str, data: bytes) -> Path:
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     snapshot.symlink_to(Path("..") / ".." / "blobs" / blob.name)
     return snapshot
+
+
+def project_copy(synthetic_project, target):
+    """Copy a DeepLabCut project (its config.yaml given) to ``target``, relocated there."""
+    import shutil
+
+    from workflow_deeplabcut import dlc
+
+    shutil.copytree(synthetic_project.parent, target)
+    dlc.relocate_project(target / "config.yaml")
+    return target / "config.yaml"
