@@ -2,6 +2,7 @@
 videos, flagged bad models, nothing left behind."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -294,3 +295,21 @@ def test_delete_a_session_with_its_files(
     assert len(after.orphans) <= len(store.orphans)  # no file of the deleted rows left for gc
     bad = CliRunner().invoke(app, [*args, "--yes"])
     assert bad.exit_code == 1 and "no row matching" in bad.output
+
+
+def test_a_command_says_nothing_but_its_answer(pipeline):
+    """No MariaDB or native-type warnings (on the MariaDB run: the real server)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "workflow_deeplabcut.cli", "status"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stderr
+    noise = [line for line in result.stderr.splitlines() if "Warning" in line or "Native type" in line]
+    assert not noise, result.stderr
+    assert "ModelRegistration" in result.stdout and "warnings" in result.stdout
