@@ -348,7 +348,6 @@ class _Checker:
         self.problems: list[Problem] = []
         self.plan = Plan()
         self.planned: dict = {}  # (table name, key tuple) -> row, for cross-file references
-        self.pending_parts: dict = {}  # pending model name -> body parts of its project
         self.by_full_name = pipeline.tables()
         self.feeds = {}  # table class name -> the file that fills it
         for kind, spec in SPECS.items():
@@ -731,11 +730,11 @@ def _check_training_project(c: _Checker, row: _Row, values: dict) -> None:
 
 def _plan_pending_model(c: _Checker, row: _Row, values: dict, args: dict, task: dict) -> None:
     """Plan a model that its (not yet run) training task makes: registered once trained."""
-    from .dlc import DLCConfigError, body_parts, read_config
+    from .dlc import DLCConfigError, read_config
     from .settings import find_full_path
 
     try:
-        parts = body_parts(read_config(find_full_path(values["config_path"])))
+        read_config(find_full_path(values["config_path"]))  # checked now, not after the training
     except (DLCConfigError, ValueError, FileNotFoundError) as err:
         c.problem(row, "config_path", str(err))
         return
@@ -746,7 +745,6 @@ def _plan_pending_model(c: _Checker, row: _Row, values: dict, args: dict, task: 
         "config_params": args["params"],
     }
     c.add(row, c.p.model.PendingModel, record)
-    c.pending_parts[values["model_name"]] = parts
 
 
 def plan(path: str | Path) -> Plan:
