@@ -136,7 +136,7 @@ def _files(cls, rows: list[dict]) -> list[Path]:
     files = []
     if cls is qc.QCPlots:
         for row in rows:
-            files += [root / row[k] for k in ("trajectory_plot", "likelihood_plot", "likelihood_histogram")]
+            files += list(qc.QCPlots.row_paths(row).values())
     elif cls is qc.LabeledVideo:
         files += [root / row["labeled_video_path"] for row in rows]
     elif cls is model.PoseEstimation:

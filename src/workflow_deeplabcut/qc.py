@@ -168,7 +168,11 @@ class QCPlots(dj.Computed):
     @classmethod
     def paths(cls, key: dict) -> dict[str, Path]:
         """Return the absolute paths of one row's pictures."""
-        row = (cls & key).fetch1()
+        return cls.row_paths((cls & key).fetch1())
+
+    @staticmethod
+    def row_paths(row: dict) -> dict[str, Path]:
+        """Return the absolute paths of the pictures a fetched row names."""
         root = get_settings().processed_data_dir
         return {k: root / row[k] for k in ("trajectory_plot", "likelihood_plot", "likelihood_histogram")}
 

@@ -94,15 +94,11 @@ def trajectory_warning(missing: dict, nframes: int, threshold: float, max_missin
     )
 
 
-#: The tables whose rows carry a ``warning``.
-GATED = ("ModelEvaluation", "PoseQC", "CleanedTrajectory")
-
-
 def collect(restriction: dict | None = None, only: str | None = None) -> list[QualityWarning]:
     """Return the stored warnings of the pipeline's rows (those matching ``restriction``).
 
     Tables whose keys lack an attribute of the restriction are left out, as in ``run``;
-    ``only`` keeps one table of :data:`GATED` (another name gives none).
+    ``only`` keeps one of the three tables (another name gives none).
     """
     from .pipeline import model, postprocess, qc
 

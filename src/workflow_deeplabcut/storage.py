@@ -101,9 +101,7 @@ def collect_garbage(*, dry_run: bool = True, min_age: float = MIN_AGE) -> Garbag
     processed = get_settings().processed_data_dir
     referenced = set()
     for row in qc.QCPlots.to_dicts():
-        referenced.update(
-            processed / row[k] for k in ("trajectory_plot", "likelihood_plot", "likelihood_histogram")
-        )
+        referenced.update(qc.QCPlots.row_paths(row).values())
     referenced.update(processed / r["labeled_video_path"] for r in qc.LabeledVideo.to_dicts())
     report.referenced += len(referenced)
     candidates = [p for p in processed.rglob("qc*_*.png") if p.parent.name == "qc"]
