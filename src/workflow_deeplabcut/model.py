@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
 from pathlib import Path, PurePosixPath
@@ -414,6 +415,42 @@ class Model(dj.Manual):
             model_name, EXTERNAL_ENGINE, source_software, scorer or model_name, template, model_description
         )
         with cls.connection.transaction:
+            cls.insert_built(row, parts)
+        return key
+
+    @classmethod
+    def insert_triangulation_model(
+        cls, model_name: str, body_parts: list[str], *, model_description: str = ""
+    ) -> dict:
+        """Register the model of 3D estimations triangulated from 2D ones (``threed``).
+
+        It has ``engine="triangulation"`` and no project; registering the same name with the
+        same body parts again is a no-op.
+        """
+        from .threed import ENGINE
+
+        parts = sorted(set(body_parts))
+        key = {"model_name": model_name}
+        if cls & key:
+            engine = (cls & key).fetch1("engine")
+            have = sorted(r["body_part"] for r in (cls.BodyPart & key).to_dicts())
+            if engine == ENGINE and have == parts:
+                return key
+            raise dj.errors.DuplicateError(
+                f"A model named {model_name!r} exists already (engine {engine}, body parts {have}); "
+                "choose another name for the 3D model."
+            )
+        template = {"engine": ENGINE, "bodyparts": parts}
+        row = _projectless_row(
+            model_name,
+            ENGINE,
+            ENGINE,
+            model_name,
+            template,
+            model_description or "triangulated from 2D views",
+        )
+        # threed.TriangulationTask.insert_task registers it inside its own transaction.
+        with contextlib.nullcontext() if cls.connection.in_transaction else cls.connection.transaction:
             cls.insert_built(row, parts)
         return key
 
@@ -895,14 +932,45 @@ class PoseEstimation(dj.Computed):
         slot: int16  # index along the second axis of PoseEstimation.poses
         """
 
+    class Triangulated(dj.Part):
+        definition = """
+        # how a 3D estimation (threed.TriangulationTask) was triangulated, per point
+        -> master
+        ---
+        reprojection_error: <npy@workflow_dlc>  # (frames, slots) mean px over the views used; NaN if none
+        n_cameras: <npy@workflow_dlc>  # (frames, slots) views used (int8)
+        median_reprojection_error=null: float64  # px, over the triangulated points
+        fraction_triangulated: float64  # points seen by two or more views
+        unit: varchar(8)  # of x, y and z: the calibration board's unit
+        warning="": varchar(1000)  # quality gate: set when the median reprojection error is too large
+        """
+
     @property
     def key_source(self):
-        """Tasks whose recording has been probed (its frame count is needed)."""
-        return PoseEstimationTask & RecordingInfo
+        """Tasks whose recording has been probed; 3D tasks once every view is estimated."""
+        from . import threed
+
+        ready = PoseEstimationTask & RecordingInfo
+        return ready.restrict(dj.Not(threed.TriangulationTask.waiting()), semantic_check=False)
 
     def make_fetch(self, key):
-        """Fetch the task, the model, the videos, the expected frame count and the output folder."""
+        """Fetch the task, the model, the videos, the expected frame count and the output folder.
+
+        For a 3D task (``threed``), fetch instead the calibrated cameras, the parameters and
+        references to the views' stored poses.
+        """
         task = (PoseEstimationTask & key).fetch1()
+        if (task["pose_estimation_params"] or {}).get("triangulation"):
+            from . import threed
+
+            return (
+                task,
+                None,
+                None,
+                threed.triangulation_inputs(key),
+                None,
+                str(PoseEstimationTask.output_dir(key)),
+            )
         model = (Model & key).fetch1()
         template = model.pop("config_template")
         if model["engine"] == superanimal.ENGINE:
@@ -917,6 +985,8 @@ class PoseEstimation(dj.Computed):
     def make_compute(self, key, task, model, parts, videos, nframes, output_dir):
         """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction (no queries)."""
         output_dir = Path(output_dir)
+        if (task["pose_estimation_params"] or {}).get("triangulation"):
+            return self._triangulate(task, videos, output_dir)
         source = (task["pose_estimation_params"] or {}).get("source_file")
         if source is not None:
             return self._read_import(task, model, parts, nframes, output_dir)
@@ -1027,10 +1097,29 @@ class PoseEstimation(dj.Computed):
         }
         return master, _slot_rows(slots)
 
-    def make_insert(self, key, master, slots):
+    @staticmethod
+    def _triangulate(task, inputs, output_dir):
+        """Triangulate the views of a 3D task (``threed``): positions, then their quality."""
+        from . import threed
+
+        slots, coords, values, quality = threed.triangulate_windows(inputs)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        master = {
+            "pose_estimation_time": _dt.datetime.now().replace(microsecond=0),
+            "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
+            "scorer": task["model_name"],
+            "nframes": int(values.shape[0]),
+            "coords": ",".join(coords),
+            "poses": values.reshape(values.shape[0], len(slots), len(coords)),
+        }
+        return master, _slot_rows(slots), quality
+
+    def make_insert(self, key, master, slots, triangulated=None):
         """Insert the master row (its pose array written to the store) and one row per slot."""
         self.insert1({**key, **master})
         self.BodyPartPosition.insert([{**key, **row} for row in slots])
+        if triangulated is not None:
+            self.Triangulated.insert1({**key, **triangulated})
 
     @classmethod
     def window(

@@ -2,12 +2,12 @@
 
 Importing this module connects DataJoint to the pipeline's database (starting the embedded
 PostgreSQL when no server is configured) and activates the schemas under the configured
-prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess``, ``qc``
-and ``jobs`` schemas beyond the tutorial's five. Declaration holds a server-side lock, so
+prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess``, ``qc``,
+``threed`` and ``jobs`` schemas beyond the tutorial's five. Declaration holds a server-side lock, so
 processes that start together on a fresh prefix do not race.
 """
 
-from . import database, jobs, lab, migrate, model, postprocess, qc, session, subject, train
+from . import database, jobs, lab, migrate, model, postprocess, qc, session, subject, threed, train
 from .settings import with_prefix
 
 SCHEMAS = {
@@ -18,6 +18,7 @@ SCHEMAS = {
     "model": model,
     "postprocess": postprocess,
     "qc": qc,
+    "threed": threed,
     "jobs": jobs,
 }
 

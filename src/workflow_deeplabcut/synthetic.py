@@ -98,7 +98,15 @@ def render_frames(spec: SyntheticSpec) -> np.ndarray:
     return frames
 
 
-def write_video(path: Path, frames: np.ndarray, fps: float, times: np.ndarray | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: np.ndarray,
+    fps: float,
+    times: np.ndarray | None = None,
+    *,
+    codec: str = "mpeg4",
+    options: dict | None = None,
+) -> Path:
     """Write frames to an MP4 file with PyAV (MPEG-4 Part 2, near-lossless quality).
 
     Parameters
@@ -112,6 +120,9 @@ def write_video(path: Path, frames: np.ndarray, fps: float, times: np.ndarray | 
     times : numpy.ndarray, optional
         Each frame's presentation time in seconds (a variable-frame-rate video), stored to the
         millisecond; default ``frame / fps``.
+    codec : str
+        A PyAV encoder, e.g. ``libx264``; ``options`` are its options (default for ``mpeg4``:
+        ``{"qscale": "2"}``).
 
     Returns
     -------
@@ -124,10 +135,10 @@ def write_video(path: Path, frames: np.ndarray, fps: float, times: np.ndarray | 
 
     rate = fractions.Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "2"}
+        stream.options = options if options is not None else {"qscale": "2"} if codec == "mpeg4" else {}
         if times is not None:
             stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
         for i, image in enumerate(frames):

@@ -1,0 +1,135 @@
+"""3D from calibrated cameras (issue 15): rig, calibration, multi-view recordings, triangulation.
+
+The scene is workflow_deeplabcut.synthetic3d: three 640×480 cameras about 520 mm from the
+arena centre, a 7×5 ChArUco board of 40 mm squares, a three-point body on a 100 mm circle.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from workflow_deeplabcut import multiview, synthetic, synthetic3d
+
+CAMERAS = ["cam0", "cam1", "cam2"]
+
+
+@pytest.fixture(scope="module")
+def scene_files(raw_root):
+    return synthetic3d.write_scene(raw_root / "threed", synthetic3d.Scene())
+
+
+@pytest.fixture(scope="module")
+def calibrated(pipeline, scene_files):
+    """The rig, its board and its calibration from the board videos (Calibration.populate)."""
+    threed = pipeline.threed
+    threed.Rig.insert_rig("rig3", CAMERAS, description="synthetic three-camera rig")
+    board = synthetic3d.BOARD
+    threed.BoardParamSet.insert_new_params(7, **board)
+    key = threed.CalibrationSource.insert_board_videos(
+        "rig3", 1, 7, dict(zip(CAMERAS, scene_files["calibration"], strict=True))
+    )
+    result = threed.Calibration.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    return key
+
+
+def test_calibration_recovers_each_camera(pipeline, calibrated):
+    threed = pipeline.threed
+    row = (threed.Calibration & calibrated).fetch1()
+    assert row["reprojection_error"] <= 1.0
+    assert row["reprojection_error"] < row["initial_error"]  # the bundle adjustment improved it
+    assert row["unit"] == "mm" and row["warning"] == ""
+    found = threed.Calibration.cameras(calibrated)
+    true = synthetic3d.relative_cameras(synthetic3d.cameras())
+    baseline = max(np.linalg.norm(a.center - b.center) for a in true for b in true)
+    for cam, truth in zip(found, true, strict=True):
+        angle = np.degrees(np.linalg.norm(cv2.Rodrigues(cam.R @ truth.R.T)[0]))
+        assert angle <= 1.0, (cam.name, angle)
+        assert np.linalg.norm(cam.center - truth.center) <= 0.01 * baseline, cam.name
+        assert cam.reprojection_error <= 1.0
+        assert abs(cam.K[0, 0] - truth.K[0, 0]) / truth.K[0, 0] < 0.01
+
+
+def test_triangulating_true_points_with_noise(pipeline, calibrated):
+    scene = synthetic3d.Scene()
+    cams = pipeline.threed.Calibration.cameras(calibrated)
+    truth = synthetic3d.in_camera0(synthetic3d.body_truth(scene), synthetic3d.cameras(scene))
+    px = np.stack([c.project(synthetic3d.body_truth(scene)) for c in synthetic3d.cameras(scene)])
+    noisy = px + np.random.default_rng(3).normal(0, 1.0, px.shape)
+    likelihood = np.ones(px.shape[:3])
+    for method in multiview.METHODS:
+        tri = multiview.triangulate(noisy, likelihood, cams, method=method)
+        error = np.linalg.norm(tri.points - truth, axis=-1)
+        assert np.median(error) <= 1.0, (method, np.median(error))
+        assert (tri.n_cameras == 3).all()
+    # One view wrong by 40 px on a third of the points: RANSAC leaves it out, DLT cannot.
+    wrong = noisy.copy()
+    wrong[1, ::3, :, 0] += 40
+    dlt = multiview.triangulate(wrong, likelihood, cams, method="dlt")
+    ransac = multiview.triangulate(wrong, likelihood, cams, method="ransac")
+    assert np.median(np.linalg.norm(dlt.points[::3] - truth[::3], axis=-1)) > 5
+    assert np.median(np.linalg.norm(ransac.points[::3] - truth[::3], axis=-1)) <= 1.5
+    assert (ransac.n_cameras[::3] == 2).all() and (ransac.n_cameras[1::3] == 3).all()
+    # Below the likelihood threshold a view is not used; one view left is no point at all.
+    low = likelihood.copy()
+    low[1:, :10] = 0.1
+    tri = multiview.triangulate(noisy, low, cams, likelihood_threshold=0.5)
+    assert np.isnan(tri.points[:10]).all() and (tri.n_cameras[:10] == 1).all()
+    assert (tri.likelihood[:10] == 0).all() and np.isfinite(tri.points[10:]).all()
+
+
+def test_anipose_toml_round_trip(pipeline, calibrated, raw_root):
+    threed = pipeline.threed
+    path = threed.Calibration.export_anipose_toml(calibrated, raw_root / "threed" / "calibration.toml")
+    key = threed.CalibrationSource.insert_anipose("rig3", 2, path)
+    result = threed.Calibration.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    for a, b in zip(threed.Calibration.cameras(calibrated), threed.Calibration.cameras(key), strict=True):
+        np.testing.assert_allclose(a.K, b.K)
+        np.testing.assert_allclose(a.rvec, b.rvec)
+        np.testing.assert_allclose(a.tvec, b.tvec)
+        np.testing.assert_allclose(a.dist, b.dist)
+
+
+@pytest.fixture(scope="module")
+def views(pipeline, new_session, camera, scene_files, raw_root):
+    """A session with one recording per camera and an imported 2D estimate of each (truth + 1 px)."""
+    from workflow_deeplabcut.imports import import_pose_file
+
+    model = pipeline.model
+    session_key = new_session("three")
+    estimates = synthetic3d.view_estimates(synthetic3d.Scene(), noise_px=1.0)
+    for i, (video, frame) in enumerate(zip(scene_files["body"], estimates, strict=True)):
+        rec = model.VideoRecording.insert_recording(session_key, i, camera, [video])
+        h5 = synthetic.write_dlc_h5(frame, raw_root / "threed" / f"body_cam{i}_2d.h5")
+        import_pose_file(h5, "DeepLabCut", rec, "view2d")
+    return session_key
+
+
+def test_one_estimation_per_view_triangulated_as_a_pose_estimation(pipeline, calibrated, views):
+    from workflow_deeplabcut import processing
+
+    threed, model = pipeline.threed, pipeline.model
+    mv = threed.MultiViewRecording.insert_views(views, 1, "rig3", {c: i for i, c in enumerate(CAMERAS)})
+    task = threed.TriangulationTask.insert_task(mv, calibrated, "view2d", triangulation_paramset_idx=0)
+    pose_key = {**views, "recording_id": 0, "model_name": "rig3-3d"}
+    assert (threed.TriangulationTask & task).fetch1("model_name") == "rig3-3d"
+    results = {r.table: r for r in processing.run(["PoseEstimation"], display_progress=False)}
+    assert not results["PoseEstimation"].errors, results["PoseEstimation"].errors
+    info = model.PoseEstimation.info(pose_key)
+    assert info["coords"] == ("x", "y", "z", "likelihood")
+    assert info["body_parts"] == sorted(synthetic3d.BODY_PARTS)
+    frame = model.PoseEstimation.get_trajectory(pose_key)
+    scene = synthetic3d.Scene()
+    truth = synthetic3d.in_camera0(synthetic3d.body_truth(scene), synthetic3d.cameras(scene))
+    for k, part in enumerate(synthetic3d.BODY_PARTS):
+        xyz = (
+            frame.xs(part, level="bodyparts", axis=1).droplevel("scorer", axis=1)[["x", "y", "z"]].to_numpy()
+        )
+        assert np.median(np.linalg.norm(xyz - truth[:, k], axis=1)) <= 1.0, part
+    tri = (model.PoseEstimation.Triangulated & pose_key).fetch1()
+    assert tri["fraction_triangulated"] == 1.0 and tri["unit"] == "mm" and tri["warning"] == ""
+    assert 0.3 < tri["median_reprojection_error"] < 1.5  # the 2D noise is 1 px
+    assert (np.asarray(tri["n_cameras"]) == 3).all()
