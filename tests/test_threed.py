@@ -108,16 +108,23 @@ def views(pipeline, new_session, camera, scene_files, raw_root):
     return session_key
 
 
-def test_one_estimation_per_view_triangulated_as_a_pose_estimation(pipeline, calibrated, views):
+@pytest.fixture(scope="module")
+def triangulated(pipeline, calibrated, views):
+    """The multi-view recording, its triangulation task, and the 3D estimation's key."""
     from workflow_deeplabcut import processing
 
-    threed, model = pipeline.threed, pipeline.model
+    threed = pipeline.threed
     mv = threed.MultiViewRecording.insert_views(views, 1, "rig3", {c: i for i, c in enumerate(CAMERAS)})
     task = threed.TriangulationTask.insert_task(mv, calibrated, "view2d", triangulation_paramset_idx=0)
-    pose_key = {**views, "recording_id": 0, "model_name": "rig3-3d"}
     assert (threed.TriangulationTask & task).fetch1("model_name") == "rig3-3d"
     results = {r.table: r for r in processing.run(["PoseEstimation"], display_progress=False)}
     assert not results["PoseEstimation"].errors, results["PoseEstimation"].errors
+    return {**views, "recording_id": 0, "model_name": "rig3-3d"}
+
+
+def test_one_estimation_per_view_triangulated_as_a_pose_estimation(pipeline, triangulated):
+    model = pipeline.model
+    pose_key = triangulated
     info = model.PoseEstimation.info(pose_key)
     assert info["coords"] == ("x", "y", "z", "likelihood")
     assert info["body_parts"] == sorted(synthetic3d.BODY_PARTS)
@@ -133,3 +140,64 @@ def test_one_estimation_per_view_triangulated_as_a_pose_estimation(pipeline, cal
     assert tri["fraction_triangulated"] == 1.0 and tri["unit"] == "mm" and tri["warning"] == ""
     assert 0.3 < tri["median_reprojection_error"] < 1.5  # the 2D noise is 1 px
     assert (np.asarray(tri["n_cameras"]) == 3).all()
+
+
+def test_a_3d_estimation_is_cleaned_measured_checked_and_exported(pipeline, triangulated, processed_root):
+    from pynwb import NWBHDF5IO
+
+    from workflow_deeplabcut import nwb, processing
+
+    pp, qc, model = pipeline.postprocess, pipeline.qc, pipeline.model
+    idx = pp.PostprocessParamSet.insert_new_params("3d median", {"smoothing": "median", "window": 5})
+    task = pp.PostprocessTask.generate(triangulated, idx)
+    results = processing.run(["CleanedTrajectory", "Kinematics", "PoseQC", "QCPlots"], display_progress=False)
+    assert not [e for r in results for e in r.errors], [e for r in results for e in r.errors]
+    cleaned = pp.CleanedTrajectory.get_dataset(task)
+    assert cleaned.attrs["space_unit"] == "mm" and list(cleaned.space.values) == ["x", "y", "z"]
+    kin = pp.Kinematics.get_dataset(task)
+    assert kin.attrs["space_unit"] == "mm" and kin.velocity.sizes["space"] == 3
+    scene = synthetic3d.Scene()
+    true_speed = 2 * np.pi * scene.radius / scene.period * scene.fps  # mm/s in the floor plane
+    head = float(kin.speed.sel(keypoints="head").median())
+    assert abs(head - true_speed) / true_speed < 0.05, (head, true_speed)
+    assert set(pp.Kinematics.get_dataframe(task).columns.get_level_values("quantity")) >= {"velocity_z", "z"}
+    row = (qc.PoseQC & triangulated).fetch1()
+    assert row["fraction_below_pcutoff"] == 0 and row["n_jumps"] == 0
+    pictures = qc.QCPlots.paths(triangulated)
+    assert set(pictures) == {
+        "trajectory_plot",
+        "likelihood_plot",
+        "likelihood_histogram",
+        "reprojection_plot",
+    }
+    assert all(p.stat().st_size > 10_000 for p in pictures.values())
+    # px_per_cm scales pixels: on millimetres it is refused, and nothing is written.
+    bad = pp.PostprocessParamSet.insert_new_params("3d in cm?", {"px_per_cm": 10.0})
+    pp.PostprocessTask.generate(triangulated, bad)
+    result = pp.CleanedTrajectory.populate({**triangulated, "pp_paramset_idx": bad}, suppress_errors=True)
+    assert "px_per_cm" in str(result["error_list"][0][1])
+    assert not pp.CleanedTrajectory & {**triangulated, "pp_paramset_idx": bad}
+
+    path = nwb.export_session(triangulated, processed_root / "nwb" / "three.nwb")
+    stored = model.PoseEstimation.get_trajectory(triangulated)
+    cams = pipeline.threed.Calibration.cameras({"rig_name": "rig3", "calibration_id": 1})
+    with NWBHDF5IO(str(path), "r") as io:
+        behavior = io.read().processing["behavior"]
+        multi = behavior["rig3-3d_recording0"]
+        assert type(multi).__name__ == "MultiCameraPoseEstimation"
+        for part in synthetic3d.BODY_PARTS:
+            series = multi.pose_estimation_series[part]
+            assert series.unit == "millimeters"
+            want = stored.xs(part, level="bodyparts", axis=1).droplevel("scorer", axis=1)
+            np.testing.assert_array_equal(series.data[:], want[["x", "y", "z"]].to_numpy())
+            np.testing.assert_array_equal(series.confidence[:], want["likelihood"].to_numpy())
+        children = sorted(multi.pose_estimations)
+        assert children == [f"{c}_view2d_recording{i}" for i, c in enumerate(CAMERAS)]
+        for i, cam in enumerate(cams):
+            device = multi.pose_estimations[children[i]].device
+            assert type(device).__name__ == "CalibratedCamera"
+            np.testing.assert_array_equal(device.intrinsic_matrix[:], cam.K)
+            np.testing.assert_array_equal(device.rotation_matrix[:], cam.R)
+        # The views are not repeated at the top level; the cleaned 3D trajectory is there.
+        assert not [n for n in behavior.data_interfaces if n.startswith("view2d")]
+        assert type(behavior[f"rig3-3d_recording0_postprocess{idx}"]).__name__ == "MultiCameraPoseEstimation"

@@ -79,6 +79,8 @@ def _gate_columns() -> dict:
         qc.QCParamSet: ("max_below_pcutoff",),
         qc.PoseQC: ("pcutoff_used", "warning"),
         postprocess.CleanedTrajectory: ("likelihood_threshold", "warning"),
+        postprocess.CleanedTrajectory.BodyPart: ("z_pos",),
+        qc.QCPlots: ("reprojection_plot",),
     }
 
 

@@ -1095,6 +1095,9 @@ class PoseEstimation(dj.Computed):
             "coords": ",".join(coords),
             "poses": values,
         }
+        if params["source_software"] == "Anipose":
+            unit = params.get("loader", {}).get("unit", "mm")
+            return master, _slot_rows(slots), poses.anipose_quality(path, [b for _, b in slots], unit)
         return master, _slot_rows(slots)
 
     @staticmethod
@@ -1216,7 +1219,10 @@ class PoseEstimation(dj.Computed):
         ds = poses.to_dataset(
             window.arrays(), RecordingInfo.time_base(match), software, first_frame=window.start
         )
-        ds.attrs.update(space_unit="px", **{k: str(v) for k, v in match.items()})
+        units = (cls.Triangulated & match).to_dicts()
+        # 3D positions are in the calibration board's unit (its row says which).
+        unit = units[0]["unit"] if units else "mm" if "z" in window.coords else "px"
+        ds.attrs.update(space_unit=unit, **{k: str(v) for k, v in match.items()})
         return ds
 
 

@@ -13,6 +13,11 @@ What a file holds (all in the ``behavior`` processing module unless said otherwi
   and its version, the source video and the skeleton;
 - per post-processing of it, a ``PoseEstimation`` named ``..._postprocess<idx>`` with the
   cleaned positions (in cm when scaled), the raw likelihood and the parameters;
+- per 3D estimation (``threed``), a ``MultiCameraPoseEstimation`` named like a raw estimation:
+  one 3D ``PoseEstimationSeries`` per body part (x, y, z in the calibration's unit, camera 0's
+  frame) and, as its children, the 2D ``PoseEstimation`` of each view (not repeated at the top
+  level), each linked to its camera as a ``CalibratedCamera`` device (intrinsics, rotation,
+  translation, distortion); a cleaned 3D trajectory is a ``MultiCameraPoseEstimation`` too;
 - optionally, per DeepLabCut model, ``PoseTraining`` with the project's labeled frames.
 
 Reading back: ``pynwb.NWBHDF5IO(path, "r").read()``, or movement's ``load_poses.from_nwb_file``.
@@ -122,19 +127,25 @@ def _timing(timing) -> dict:
     return {"timestamps": np.asarray(timing, dtype=float)}
 
 
-def _series(ndx_pose, row: dict, likelihood, timing, unit: str, description: str):
+#: NWB unit names of the pipeline's space units.
+UNITS = {"px": "pixels", "cm": "centimeters", "mm": "millimeters", "m": "meters"}
+
+
+def _series(
+    ndx_pose, row: dict, likelihood, timing, unit: str, description: str, reference_frame=REFERENCE_FRAME
+):
     """Build one body part's ``PoseEstimationSeries`` from a part-table row (``x_pos``, ``y_pos``).
 
-    ``timing`` is the frame rate, or each frame's time in seconds (variable frame rate).
+    A row with a ``z_pos`` array gives a 3D series. ``timing`` is the frame rate, or each
+    frame's time in seconds (variable frame rate).
     """
+    axes = ("x_pos", "y_pos", "z_pos") if row.get("z_pos") is not None else ("x_pos", "y_pos")
     return ndx_pose.PoseEstimationSeries(
         name=_safe(row["body_part"]),
         description=description,
-        data=np.column_stack(
-            [np.asarray(load_array(row["x_pos"]), float), np.asarray(load_array(row["y_pos"]), float)]
-        ),
+        data=np.column_stack([np.asarray(load_array(row[a]), float) for a in axes]),
         unit=unit,
-        reference_frame=REFERENCE_FRAME,
+        reference_frame=reference_frame,
         confidence=np.asarray(likelihood, dtype=float),
         confidence_definition="likelihood of the estimate, from the pose estimation software",
         **_timing(timing),
@@ -209,7 +220,56 @@ def export_session(
         MODULE, "Pose estimation and post-processing (workflow-deeplabcut)"
     )
 
+    triangulations = _triangulations(skey, estimations)
+    views = {view: t for t in triangulations.values() for view in t["views"]}
     skeletons, devices, videos = {}, {}, {}
+
+    def raw_estimations(est, name=None, device=None) -> tuple[list, dict]:
+        """Build a raw estimation's ``PoseEstimation`` objects (one per individual) and likelihoods."""
+        model_row = (model.Model & est).fetch1()
+        rid = est["recording_id"]
+        master = (model.PoseEstimation & est).fetch1()
+        window = model.PoseEstimation.window(est)
+        rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in window.arrays().items()]
+        individuals = sorted({r["individual"] for r in rows})
+        multi = len(individuals) > 1
+        software = "DeepLabCut" if model_row["engine"] != model.EXTERNAL_ENGINE else model_row["task"]
+        version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
+        # Read once: the raw likelihood is also the confidence of every cleaned version.
+        likelihoods = {(r["individual"], r["body_part"]): r["likelihood"] for r in rows}
+        objects = []
+        for ind in individuals:
+            series = [
+                _series(
+                    ndx_pose,
+                    r,
+                    likelihoods[(ind, r["body_part"])],
+                    timings[rid],
+                    "pixels",
+                    f"{r['body_part']} estimated by {model_row['model_name']}",
+                )
+                for r in sorted(rows, key=lambda r: r["body_part"])
+                if r["individual"] == ind
+            ]
+            objects.append(
+                ndx_pose.PoseEstimation(
+                    name=name or estimation_name(model_row["model_name"], rid, ind if multi else None),
+                    pose_estimation_series=series,
+                    description=(
+                        f"Raw pose estimates of recording {rid} by model {model_row['model_name']!r} "
+                        f"({model_row['model_description'] or software}), individual {ind}."
+                    ),
+                    scorer=master["scorer"],
+                    source_software=software,
+                    source_software_version=version,
+                    skeleton=skeletons[model_row["model_name"]],
+                    source_video=videos[rid],
+                    device=device or videos[rid].device,
+                )
+            )
+        return objects, likelihoods
+
+    timings = {}
     for est in estimations:
         model_row = (model.Model & est).fetch1()
         parts = sorted(r["body_part"] for r in (model.Model.BodyPart & est).to_dicts())
@@ -217,7 +277,7 @@ def export_session(
             skeletons[model_row["model_name"]] = _skeleton(ndx_pose, model_row, parts, nwbfile.subject)
         rid = est["recording_id"]
         info = (model.RecordingInfo & est).fetch1()
-        timing = info["fps"] if info["frame_times"] is None else model.RecordingInfo.timestamps(est)
+        timings[rid] = info["fps"] if info["frame_times"] is None else model.RecordingInfo.timestamps(est)
         if rid not in videos:
             device_name = (model.VideoRecording & est).fetch1("device")
             if device_name not in devices:
@@ -238,50 +298,41 @@ def export_session(
                 format="external",
                 starting_frame=starts,
                 num_samples=int(info["nframes"]),
-                **_timing(timing),
+                **_timing(timings[rid]),
                 dimension=[int(info["px_width"]), int(info["px_height"])],
                 device=devices[device_name],
             )
             nwbfile.add_acquisition(videos[rid])
 
+    cameras = {}
+    for est in estimations:
+        ek = (est["recording_id"], est["model_name"])
+        model_row = (model.Model & est).fetch1()
+        rid = est["recording_id"]
         master = (model.PoseEstimation & est).fetch1()
-        window = model.PoseEstimation.window(est)
-        rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in window.arrays().items()]
-        individuals = sorted({r["individual"] for r in rows})
-        multi = len(individuals) > 1
-        software = "DeepLabCut" if model_row["engine"] != model.EXTERNAL_ENGINE else model_row["task"]
-        version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
-        # Read once: the raw likelihood is also the confidence of every cleaned version.
-        likelihoods = {(r["individual"], r["body_part"]): r["likelihood"] for r in rows}
-        for ind in individuals:
-            series = [
-                _series(
-                    ndx_pose,
-                    r,
-                    likelihoods[(ind, r["body_part"])],
-                    timing,
-                    "pixels",
-                    f"{r['body_part']} estimated by {model_row['model_name']}",
-                )
-                for r in sorted(rows, key=lambda r: r["body_part"])
-                if r["individual"] == ind
-            ]
-            behavior.add(
-                ndx_pose.PoseEstimation(
-                    name=estimation_name(model_row["model_name"], rid, ind if multi else None),
-                    pose_estimation_series=series,
-                    description=(
-                        f"Raw pose estimates of recording {rid} by model {model_row['model_name']!r} "
-                        f"({model_row['model_description'] or software}), individual {ind}."
-                    ),
-                    scorer=master["scorer"],
-                    source_software=software,
-                    source_software_version=version,
-                    skeleton=skeletons[model_row["model_name"]],
-                    source_video=videos[rid],
-                    device=videos[rid].device,
-                )
+        multi = len({r["individual"] for r in (model.PoseEstimation.BodyPartPosition & est).to_dicts()}) > 1
+        if ek in triangulations:
+            likelihoods = _add_3d(
+                ndx_pose,
+                nwbfile,
+                behavior,
+                est,
+                triangulations[ek],
+                raw_estimations,
+                cameras,
+                skeletons,
+                timings,
             )
+        elif ek in views:
+            # Written inside the MultiCameraPoseEstimation of the 3D estimation that uses it.
+            likelihoods = {
+                slot: arrays["likelihood"]
+                for slot, arrays in model.PoseEstimation.window(est).arrays().items()
+            }
+        else:
+            objects, likelihoods = raw_estimations(est)
+            for obj in objects:
+                behavior.add(obj)
         if postprocessed:
             for ck in sorted(
                 (postprocess.CleanedTrajectory & est).keys(), key=lambda k: k["pp_paramset_idx"]
@@ -290,13 +341,14 @@ def export_session(
                     ndx_pose,
                     behavior,
                     ck,
-                    timing,
+                    timings[rid],
                     likelihoods,
                     master["scorer"],
                     model_row,
                     skeletons,
                     videos[rid],
                     multi,
+                    triangulations.get(ek),
                 )
 
     behavior.add(ndx_pose.Skeletons(skeletons=list(skeletons.values())))
@@ -327,14 +379,20 @@ def _nframes(video: Path) -> int:
     return video_mod.probe(video).nframes
 
 
-def _add_cleaned(ndx_pose, behavior, ck, timing, raw, scorer, model_row, skeletons, source_video, multi):
-    """Add one cleaned trajectory; ``raw`` holds the estimation's likelihoods by (individual, part)."""
+def _add_cleaned(
+    ndx_pose, behavior, ck, timing, raw, scorer, model_row, skeletons, source_video, multi, triangulation=None
+):
+    """Add one cleaned trajectory; ``raw`` holds the estimation's likelihoods by (individual, part).
+
+    A cleaned 3D estimation (``triangulation`` given) is a ``MultiCameraPoseEstimation``.
+    """
     from .pipeline import postprocess
 
     master = (postprocess.CleanedTrajectory & ck).fetch1()
     params = (postprocess.PostprocessParamSet & ck).fetch1()
     rows = (postprocess.CleanedTrajectory.BodyPart & ck).to_dicts()
-    unit = "centimeters" if master["space_unit"] == "cm" else "pixels"
+    unit = UNITS.get(master["space_unit"], master["space_unit"])
+    frame = REFERENCE_FRAME if triangulation is None else triangulation["reference_frame"]
     for ind in sorted({r["individual"] for r in rows}):
         series = [
             _series(
@@ -348,11 +406,28 @@ def _add_cleaned(ndx_pose, behavior, ck, timing, raw, scorer, model_row, skeleto
                     f"likelihood threshold removed, {r['n_interpolated']} interpolated, "
                     f"{r['n_missing']} missing."
                 ),
+                frame,
             )
             for r in sorted(rows, key=lambda r: r["body_part"])
             if r["individual"] == ind
         ]
         name = estimation_name(model_row["model_name"], ck["recording_id"], ind if multi else None)
+        if triangulation is not None:
+            behavior.add(
+                ndx_pose.MultiCameraPoseEstimation(
+                    name=f"{name}_postprocess{ck['pp_paramset_idx']}",
+                    pose_estimation_series=series,
+                    description=(
+                        f"Post-processed ({params['pp_paramset_desc']}) 3D estimates of {name}; "
+                        "parameters: " + json.dumps(params["pp_params"], sort_keys=True)
+                    ),
+                    scorer=scorer,
+                    source_software="workflow-deeplabcut (movement)",
+                    source_software_version=_postprocess_version(),
+                    skeleton=skeletons[model_row["model_name"]],
+                )
+            )
+            continue
         behavior.add(
             ndx_pose.PoseEstimation(
                 name=f"{name}_postprocess{ck['pp_paramset_idx']}",
@@ -369,6 +444,108 @@ def _add_cleaned(ndx_pose, behavior, ck, timing, raw, scorer, model_row, skeleto
                 device=source_video.device,
             )
         )
+
+
+def _triangulations(skey: dict, estimations: list[dict]) -> dict:
+    """Describe the session's 3D estimations: their calibration and views, by (recording, model)."""
+    from .pipeline import threed
+
+    present = {(e["recording_id"], e["model_name"]) for e in estimations}  # a 3D one has all its views
+    out = {}
+    for task in (threed.TriangulationTask & skey).to_dicts():
+        ek = (task["recording_id"], task["model_name"])
+        if ek not in present:
+            continue
+        tkey = {k: task[k] for k in threed.TriangulationTask.primary_key}
+        views = sorted(
+            (threed.TriangulationTask.View & tkey).to_dicts(),
+            key=lambda v: threed.Rig.camera_names(tkey).index(v["camera_name"]),
+        )
+        calibration = (threed.Calibration & tkey).fetch1()
+        method = (threed.TriangulationParamSet & tkey).fetch1("method")
+        first = threed.Rig.camera_names(tkey)[0]
+        out[ek] = {
+            "key": tkey,
+            "method": method,
+            "views": [(v["view_recording_id"], v["view_model"]) for v in views],
+            "cameras": [v["camera_name"] for v in views],
+            "calibration": calibration,
+            "reference_frame": (
+                f"camera {first!r} of rig {tkey['rig_name']!r} (calibration {tkey['calibration_id']}): x "
+                f"right and y down in its image, z along its optical axis, in {calibration['unit']}"
+            ),
+        }
+    return out
+
+
+def _add_3d(ndx_pose, nwbfile, behavior, est, tri, raw_estimations, cameras, skeletons, timings) -> dict:
+    """Add a 3D estimation as a ``MultiCameraPoseEstimation`` with its views; return its likelihoods."""
+    from .pipeline import model, threed
+
+    calibrated = {c.name: c for c in threed.Calibration.cameras(tri["key"])}
+    children = []
+    for (rid, view_model), camera in zip(tri["views"], tri["cameras"], strict=False):
+        cam = calibrated[camera]
+        device_name = _safe(f"{tri['key']['rig_name']}-{camera}-calibration{tri['key']['calibration_id']}")
+        if device_name not in cameras:
+            cameras[device_name] = ndx_pose.CalibratedCamera(
+                name=device_name,
+                description=(
+                    f"camera {camera!r} of rig {tri['key']['rig_name']!r}, calibration "
+                    f"{tri['key']['calibration_id']} ({cam.size[0]}x{cam.size[1]} px, reprojection error "
+                    f"{cam.reprojection_error:.3f} px; OpenCV camera model)"
+                ),
+                intrinsic_matrix=np.asarray(cam.K, float),
+                rotation_matrix=np.asarray(cam.R, float),
+                translation_vector=np.asarray(cam.tvec, float).reshape(3),
+                distortion_coefficients=np.asarray(cam.dist, float).reshape(-1),
+            )
+            nwbfile.add_device(cameras[device_name])
+        key = {
+            **{k: est[k] for k in ("subject", "session_datetime")},
+            "recording_id": rid,
+            "model_name": view_model,
+        }
+        objects, _ = raw_estimations(
+            key, name=f"{_safe(camera)}_{estimation_name(view_model, rid)}", device=cameras[device_name]
+        )
+        children.extend(objects)
+    model_row = (model.Model & est).fetch1()
+    master = (model.PoseEstimation & est).fetch1()
+    window = model.PoseEstimation.window(est)
+    rows = [{"individual": i, "body_part": b, **arrays} for (i, b), arrays in window.arrays().items()]
+    unit = tri["calibration"]["unit"]
+    series = [
+        _series(
+            ndx_pose,
+            r,
+            r["likelihood"],
+            timings[est["recording_id"]],
+            UNITS.get(unit, unit),
+            f"{r['body_part']} triangulated ({tri['method']}) from cameras {', '.join(tri['cameras'])}",
+            tri["reference_frame"],
+        )
+        for r in sorted(rows, key=lambda r: r["body_part"])
+    ]
+    behavior.add(
+        ndx_pose.MultiCameraPoseEstimation(
+            name=estimation_name(model_row["model_name"], est["recording_id"]),
+            pose_estimation_series=series,
+            pose_estimations=children,
+            description=(
+                f"3D pose estimates triangulated ({tri['method']}) from the views of cameras "
+                f"{', '.join(tri['cameras'])} with calibration {tri['key']['calibration_id']} of rig "
+                f"{tri['key']['rig_name']!r}; likelihood is the mean of the views used."
+            ),
+            scorer=master["scorer"],
+            source_software="workflow-deeplabcut (OpenCV)",
+            source_software_version=(
+                f"{_version('workflow-deeplabcut')}; opencv {_version('opencv-python-headless')}"
+            ),
+            skeleton=skeletons[model_row["model_name"]],
+        )
+    )
+    return {(r["individual"], r["body_part"]): r["likelihood"] for r in rows}
 
 
 def _training(ndx_pose, nwbfile, model_row, skeleton, path: Path, dlc, model):

@@ -84,6 +84,87 @@ def trajectory_plot(
     return _save(fig, path)
 
 
+def trajectory_plot_3d(
+    tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, unit: str, title: str, path: Path
+) -> Path:
+    """Plot every body part's 3D path (confident points only) in the calibration's frame.
+
+    ``tracks`` is ``{label: {"x", "y", "z", "likelihood"}}``. The axes have equal scale; the
+    frame is camera 0's (y points down in its image), drawn with y inverted so up is up.
+    """
+    plt = _pyplot()
+    fig = plt.figure(figsize=FIGSIZE)
+    ax = fig.add_subplot(projection="3d")
+    lows, highs = [], []
+    for (label, t), colour in zip(tracks.items(), _colours(len(tracks)), strict=True):
+        ok = np.asarray(t["likelihood"]) >= pcutoff
+        xyz = [np.where(ok, np.asarray(t[a], float), np.nan) for a in ("x", "y", "z")]
+        ax.plot(*xyz, lw=0.8, color=colour, label=f"{label} ({ok.mean():.0%} >= {pcutoff:g})")
+        pts = np.column_stack(xyz)
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts):
+            lows.append(pts.min(axis=0))
+            highs.append(pts.max(axis=0))
+    if lows:
+        low, high = np.min(lows, axis=0), np.max(highs, axis=0)
+        centre, half = (low + high) / 2, max(float((high - low).max()) / 2, 1e-6)
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] + half, centre[1] - half)
+        ax.set_zlim(centre[2] - half, centre[2] + half)
+    ax.set_xlabel(f"x ({unit})")
+    ax.set_ylabel(f"y ({unit})")
+    ax.set_zlabel(f"z ({unit})")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return _save(fig, path)
+
+
+def reprojection_plot(
+    errors: np.ndarray, n_cameras: np.ndarray, labels: list[str], title: str, path: Path
+) -> Path:
+    """Plot a 3D estimation's triangulation quality: reprojection errors and cameras used.
+
+    ``errors`` and ``n_cameras`` are ``(frames, body parts)`` in ``labels`` order. Left: the
+    distribution of each body part's reprojection error (px); right: the fraction of frames
+    triangulated from each number of cameras (fewer than 2: not triangulated).
+    """
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=FIGSIZE)
+    errors = np.asarray(errors, float)
+    finite = errors[np.isfinite(errors)]
+    top = max(float(np.percentile(finite, 99)) if finite.size else 1.0, 1e-3)
+    bins = np.linspace(0, top, 41)
+    colours = _colours(len(labels))
+    for k, (label, colour) in enumerate(zip(labels, colours, strict=True)):
+        e = errors[:, k]
+        e = e[np.isfinite(e)]
+        median = f"{np.median(e):.2f}" if e.size else "-"
+        left.hist(
+            np.clip(e, 0, top),
+            bins=bins,
+            histtype="step",
+            lw=1.2,
+            color=colour,
+            label=f"{label} (median {median})",
+        )
+    left.set_xlabel("reprojection error (px)")
+    left.set_ylabel("frames")
+    left.legend(fontsize=7, loc="upper right")
+    counts = np.asarray(n_cameras, int)
+    most = max(int(counts.max()) if counts.size else 2, 2)
+    width = 0.8 / max(len(labels), 1)
+    for k, (label, colour) in enumerate(zip(labels, colours, strict=True)):
+        share = [(counts[:, k] == c).mean() if len(counts) else 0 for c in range(most + 1)]
+        right.bar(np.arange(most + 1) + k * width, share, width=width, color=colour, label=label)
+    done = float((counts >= 2).mean()) if counts.size else 0.0
+    right.set_xticks(np.arange(most + 1) + 0.4 - width / 2, [str(c) for c in range(most + 1)])
+    right.set_xlabel(f"cameras used ({done:.0%} of points triangulated)")
+    right.set_ylabel("fraction of frames")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def likelihood_plot(
     tracks: dict[str, dict[str, np.ndarray]], pcutoff: float, times, title: str, path: Path
 ) -> Path:

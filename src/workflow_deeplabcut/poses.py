@@ -43,6 +43,7 @@ EXTERNAL_SOFTWARE = {
     "SLEAP": "SLEAP",
     "LightningPose": "LightningPose",
     "NWB": "NWB",
+    "Anipose": "Anipose",  # anipose's 3D CSV (triangulated positions)
 }
 
 
@@ -165,8 +166,8 @@ def to_dataset(
     Parameters
     ----------
     positions : dict
-        ``{(individual, body_part): {"x_pos", "y_pos", "likelihood"}}``; every array has one
-        value per frame.
+        ``{(individual, body_part): {"x_pos", "y_pos", "likelihood"}}`` (and ``z_pos`` for 3D
+        positions); every array has one value per frame.
     time : float, array or None
         The frame rate (``time`` in seconds at that rate), each frame's time in seconds (a
         variable-frame-rate recording), or None (``time`` in frames).
@@ -188,12 +189,13 @@ def to_dataset(
     parts = sorted({b for _, b in positions})
     first = next(iter(positions.values()))
     n = len(first["x_pos"])
-    pos = np.full((n, 2, len(parts), len(individuals)), np.nan)
+    axes = ("x_pos", "y_pos", "z_pos") if "z_pos" in first else ("x_pos", "y_pos")
+    pos = np.full((n, len(axes), len(parts), len(individuals)), np.nan)
     conf = np.full((n, len(parts), len(individuals)), np.nan)
     for (ind, part), arrays in positions.items():
         i, k = individuals.index(ind), parts.index(part)
-        pos[:, 0, k, i] = arrays["x_pos"]
-        pos[:, 1, k, i] = arrays["y_pos"]
+        for d, axis in enumerate(axes):
+            pos[:, d, k, i] = arrays[axis]
         if arrays.get("likelihood") is not None:
             conf[:, k, i] = arrays["likelihood"]
     times = None if time is None or np.isscalar(time) else np.asarray(time, dtype=np.float64)
@@ -225,7 +227,7 @@ def dataset_poses(
     Parameters
     ----------
     ds : xarray.Dataset
-        A 2D poses dataset.
+        A 2D or 3D poses dataset.
     single_name : str
         The name given to the individual when the dataset holds exactly one.
 
@@ -234,23 +236,25 @@ def dataset_poses(
     slots : list of (str, str)
         (individual, body part) per slot, individuals outermost.
     coords : tuple of str
-        ``("x", "y", "likelihood")``.
+        ``("x", "y", "likelihood")``, or ``("x", "y", "z", "likelihood")`` for 3D data.
     values : numpy.ndarray
-        (frames, slots, 3) float64: x, y and the confidence.
+        (frames, slots, len(coords)) float64: the positions and the confidence.
     """
-    if ds.sizes.get("space", 2) != 2:
-        raise PoseFileError("Only 2D pose data can be imported (the file holds 3D positions).")
+    n_space = ds.sizes.get("space", 2)
+    if n_space not in (2, 3):
+        raise PoseFileError(f"Pose data must be 2D or 3D; this dataset has {n_space} spatial axes.")
     individuals = [str(i) for i in ds.individuals.values]
     names = [single_name] if len(individuals) == 1 else individuals
     parts = [str(p) for p in ds.keypoints.values]
     n = ds.sizes["time"]
     position = ds.position.transpose("time", "individuals", "keypoints", "space").values
     confidence = ds.confidence.transpose("time", "individuals", "keypoints").values
-    values = np.empty((n, len(individuals), len(parts), 3), dtype=np.float64)
-    values[..., :2] = position
-    values[..., 2] = confidence
+    values = np.empty((n, len(individuals), len(parts), n_space + 1), dtype=np.float64)
+    values[..., :n_space] = position
+    values[..., n_space] = confidence
     slots = [(name, part) for name in names for part in parts]
-    return slots, ("x", "y", "likelihood"), values.reshape(n, len(slots), 3)
+    coords = ("x", "y", "z", "likelihood") if n_space == 3 else ("x", "y", "likelihood")
+    return slots, coords, values.reshape(n, len(slots), n_space + 1)
 
 
 def load_external(path: Path, software: str, fps: float | None = None, **kwargs) -> xr.Dataset:
@@ -301,6 +305,37 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
         return load_dataset(path, source_software=EXTERNAL_SOFTWARE[software], fps=fps, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
+
+
+def anipose_quality(path: Path, body_parts: list[str], unit: str = "mm") -> dict:
+    """Read the per-point ``_error`` and ``_ncams`` columns of an anipose 3D CSV.
+
+    Returns
+    -------
+    dict
+        The values of a ``model.PoseEstimation.Triangulated`` row, columns in ``body_parts``
+        order; a column anipose did not write is NaN (error) or 0 (cameras).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    n = len(frame)
+    error = np.full((n, len(body_parts)), np.nan, dtype=np.float32)
+    ncams = np.zeros((n, len(body_parts)), dtype=np.int8)
+    for k, part in enumerate(body_parts):
+        if f"{part}_error" in frame:
+            error[:, k] = frame[f"{part}_error"].to_numpy(dtype=np.float32)
+        if f"{part}_ncams" in frame:
+            ncams[:, k] = np.nan_to_num(frame[f"{part}_ncams"].to_numpy(dtype=float)).astype(np.int8)
+    done = ncams >= 2
+    return {
+        "reprojection_error": error,
+        "n_cameras": ncams,
+        "median_reprojection_error": float(np.nanmedian(error[done])) if done.any() else None,
+        "fraction_triangulated": float(done.mean()) if done.size else 0.0,
+        "unit": unit,
+        "warning": "",
+    }
 
 
 def without_jit(func):
@@ -372,11 +407,17 @@ def clean(ds: xr.Dataset, params: dict) -> tuple[xr.DataArray, dict[tuple[str, s
         smoothed = filled
     after_smooth = _valid(smoothed)
     smoothed = smoothed.where(after_smooth)  # a point is either complete or missing
+    unit = ds.attrs.get("space_unit") or "px"
+    if params["px_per_cm"] and unit != "px":
+        raise PostprocessParamsError(
+            f"px_per_cm scales pixels, but these positions are in {unit} already (a 3D "
+            "estimation): use a parameter set without px_per_cm."
+        )
     if params["px_per_cm"]:
         from movement.transforms import scale
 
         smoothed = scale(smoothed, factor=1 / params["px_per_cm"], space_unit="cm")
-    smoothed.attrs["space_unit"] = "cm" if params["px_per_cm"] else "px"
+    smoothed.attrs["space_unit"] = "cm" if params["px_per_cm"] else unit
 
     def count(mask):
         return mask.sum("time").astype(int)
@@ -470,19 +511,26 @@ def longest_run(mask: np.ndarray) -> tuple[int, int]:
 
 @without_jit
 def qc_metrics(
-    x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, pcutoff: float, max_jump_px: float
+    x: np.ndarray,
+    y: np.ndarray,
+    likelihood: np.ndarray,
+    pcutoff: float,
+    max_jump_px: float,
+    z: np.ndarray | None = None,
 ) -> dict:
     """Quality metrics of one body part's trajectory.
 
     Parameters
     ----------
     x, y, likelihood : numpy.ndarray
-        One value per frame, in pixels.
+        One value per frame, in pixels (3D: in the calibration's unit, with ``z``).
     pcutoff : float
         Points below this likelihood are low-confidence (a NaN likelihood counts as low).
     max_jump_px : float
         A move of more than this many pixels between two consecutive confident frames is an
-        implausible jump.
+        implausible jump (3D: in the calibration's unit).
+    z : numpy.ndarray, optional
+        The third coordinate of a 3D estimation.
 
     Returns
     -------
@@ -492,8 +540,14 @@ def qc_metrics(
     """
     likelihood = np.asarray(likelihood, dtype=float)
     low = ~(likelihood >= pcutoff) | ~np.isfinite(x) | ~np.isfinite(y)
+    if z is not None:
+        low |= ~np.isfinite(z)
     gap, start = longest_run(low)
-    step = np.hypot(np.diff(x), np.diff(y))
+    step = (
+        np.hypot(np.diff(x), np.diff(y))
+        if z is None
+        else np.sqrt(np.diff(x) ** 2 + np.diff(y) ** 2 + np.diff(z) ** 2)
+    )
     both = ~low[1:] & ~low[:-1]
     n = len(likelihood)
     return {

@@ -192,3 +192,22 @@ def check_codec() -> None:
 
 
 __all__ = ["FileRanges", "NpyFileCodec", "write_npy", "check_npy", "CHUNK"]
+
+
+def load_stored(path: str) -> np.ndarray:
+    """Load an array of the pose-array store by its store path (memory-mapped from a local folder).
+
+    ``make_fetch`` methods pass the path (cheap to hash and compare before the insert) and
+    ``make_compute`` reads the array with this, without a query.
+    """
+    import io
+
+    import datajoint as dj
+    from datajoint.hash_registry import get_store_backend
+
+    from .database import STORE
+
+    backend = get_store_backend(STORE, config=dj.config)
+    if backend.protocol == "file":
+        return np.load(backend._full_path(path), mmap_mode="r", allow_pickle=False)
+    return np.load(io.BytesIO(backend.get_buffer(path)), allow_pickle=False)

@@ -118,7 +118,7 @@ class CleanedTrajectory(dj.Computed):
     -> PostprocessTask
     -> model.PoseEstimation
     ---
-    space_unit: varchar(8)  # 'cm' when the params give px_per_cm, else 'px'
+    space_unit: varchar(8)  # 'cm' when the params give px_per_cm, else 'px'; 3D: the calibration's
     fps: float64  # of the recording: the time base of the kinematics
     nframes: int32
     likelihood_threshold=null: float64  # the threshold applied (the params', or the model's pcutoff)
@@ -132,6 +132,7 @@ class CleanedTrajectory(dj.Computed):
         ---
         x_pos: <npy@workflow_dlc>  # in space_unit; NaN where missing
         y_pos: <npy@workflow_dlc>
+        z_pos=null: <npy@workflow_dlc>  # 3D estimations only
         n_low_likelihood: int32  # points removed by the likelihood threshold
         n_interpolated: int32  # points filled by interpolation
         n_smoothing_removed: int32  # points the smoothing turned into gaps
@@ -174,6 +175,9 @@ class CleanedTrajectory(dj.Computed):
                 "body_part": part,
                 "x_pos": np.ascontiguousarray(cleaned.sel(individuals=ind, keypoints=part, space="x").values),
                 "y_pos": np.ascontiguousarray(cleaned.sel(individuals=ind, keypoints=part, space="y").values),
+                "z_pos": np.ascontiguousarray(cleaned.sel(individuals=ind, keypoints=part, space="z").values)
+                if "z" in cleaned.space
+                else None,
                 **counts[(ind, part)],
             }
             for (ind, part) in sorted(counts)
@@ -198,6 +202,7 @@ class CleanedTrajectory(dj.Computed):
             (r["individual"], r["body_part"]): {
                 "x_pos": load_array(r["x_pos"])[first:last],
                 "y_pos": load_array(r["y_pos"])[first:last],
+                **({"z_pos": load_array(r["z_pos"])[first:last]} if r.get("z_pos") is not None else {}),
                 "likelihood": raw[(r["individual"], r["body_part"])],
             }
             for r in rows
@@ -239,9 +244,9 @@ class Kinematics(dj.Computed):
         -> master
         -> CleanedTrajectory.BodyPart
         ---
-        velocity: <npy@workflow_dlc>  # (nframes, 2): x, y in space_unit/time_unit
+        velocity: <npy@workflow_dlc>  # (nframes, 2 or 3): x, y (, z) in space_unit/time_unit
         speed: <npy@workflow_dlc>  # (nframes,)
-        acceleration: <npy@workflow_dlc>  # (nframes, 2) in space_unit/time_unit^2
+        acceleration: <npy@workflow_dlc>  # (nframes, 2 or 3) in space_unit/time_unit^2
         path_length=null: float64  # in space_unit; null when the part is never seen
         """
 
@@ -250,7 +255,7 @@ class Kinematics(dj.Computed):
         -> master
         individual: varchar(32)
         ---
-        centroid: <npy@workflow_dlc>  # (nframes, 2) mean of the centroid body parts
+        centroid: <npy@workflow_dlc>  # (nframes, 2 or 3) mean of the centroid body parts
         centroid_speed: <npy@workflow_dlc>  # (nframes,)
         heading: <npy@workflow_dlc>  # (nframes,) radians, anticlockwise on screen; NaN if unset
         distance=null: float64  # the centroid's path length, in space_unit
@@ -307,11 +312,12 @@ class Kinematics(dj.Computed):
         first, last = frame_range(len(load_array(inds[0]["centroid_speed"])), start, stop)
         n = last - first
         time = model.RecordingInfo.timestamps(match)[first:last]
-        coords = {"time": time, "space": ["x", "y"], "keypoints": keypoints, "individuals": individuals}
+        space = ["x", "y", "z"][: load_array(inds[0]["centroid"]).shape[1]]
+        coords = {"time": time, "space": space, "keypoints": keypoints, "individuals": individuals}
 
         def per_part(attr, with_space):
             shape = (
-                (n, 2, len(keypoints), len(individuals))
+                (n, len(space), len(keypoints), len(individuals))
                 if with_space
                 else (n, len(keypoints), len(individuals))
             )
@@ -364,12 +370,12 @@ class Kinematics(dj.Computed):
             for part in ds.keypoints.values:
                 sel = ds.sel(individuals=ind, keypoints=part)
                 for name in ("velocity", "acceleration"):
-                    for axis in ("x", "y"):
+                    for axis in ds.space.values:
                         columns[(ind, part, f"{name}_{axis}")] = sel[name].sel(space=axis).values
                 columns[(ind, part, "speed")] = sel.speed.values
             sel = ds.sel(individuals=ind)
-            columns[(ind, "centroid", "x")] = sel.centroid.sel(space="x").values
-            columns[(ind, "centroid", "y")] = sel.centroid.sel(space="y").values
+            for axis in ds.space.values:
+                columns[(ind, "centroid", str(axis))] = sel.centroid.sel(space=axis).values
             columns[(ind, "centroid", "speed")] = sel.centroid_speed.values
             columns[(ind, "centroid", "heading")] = sel.heading.values
         index = pd.MultiIndex.from_arrays(

@@ -9,7 +9,6 @@ estimations given a ``LabeledVideoTask``.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import datajoint as dj
 import numpy as np
 
 from . import model, plots, poses, quality
-from .rows import nullable, pose_window
+from .posestore import load_stored
+from .rows import load_array, nullable, pose_window
 from .settings import find_full_path, get_settings, to_relative
 
 schema = dj.Schema()
@@ -31,7 +31,7 @@ class QCParamSet(dj.Lookup):
     ---
     qc_paramset_desc: varchar(128)
     pcutoff=null: float64  # likelihood below which a point is low-confidence; null: the model's own
-    max_jump_px: float64  # a move of more pixels between consecutive confident frames is a jump
+    max_jump_px: float64  # a move of more pixels between consecutive confident frames is a jump (3D: units)
     max_below_pcutoff=0.5: float64  # quality gate: flag an estimation with more points below
     """
     contents = [
@@ -90,6 +90,7 @@ class PoseQC(dj.Computed):
                 *(np.asarray(arrays[a], dtype=np.float64) for a in ("x_pos", "y_pos", "likelihood")),
                 pcutoff,
                 params["max_jump_px"],
+                z=np.asarray(arrays["z_pos"], dtype=np.float64) if "z_pos" in arrays else None,
             )
             metrics["median_likelihood"] = nullable(metrics["median_likelihood"])
             parts.append({**key, "individual": individual, "body_part": body_part, **metrics})
@@ -112,11 +113,6 @@ class PoseQC(dj.Computed):
         self.BodyPart.insert(parts)
 
 
-def _tracks(key: dict) -> dict:
-    """Fetch a pose estimation's arrays, labelled by body part (and individual if several)."""
-    return model.PoseEstimation.window(key).tracks()
-
-
 def _folder(key: dict, sub: str) -> Path:
     """Return ``<processed root>/<the estimation output dir>/<sub>``."""
     return get_settings().processed_data_dir / (model.PoseEstimation & key).fetch1("output_dir") / sub
@@ -135,25 +131,43 @@ class QCPlots(dj.Computed):
     trajectory_plot: varchar(255)
     likelihood_plot: varchar(255)
     likelihood_histogram: varchar(255)
+    reprojection_plot=null: varchar(255)  # 3D estimations: reprojection error and cameras used
     """
 
     def make(self, key):
-        """Fetch the trajectory, draw the three pictures, insert their paths."""
+        """Fetch the trajectory, draw the pictures (three; four for 3D), insert their paths."""
         pcutoff = QCParamSet.resolve_pcutoff(key)
         info = (model.RecordingInfo & key).fetch1()
-        tracks = _tracks(key)
+        window = model.PoseEstimation.window(key)
+        tracks = window.tracks()
         folder = _folder(key, "qc")
         title = _title(key)
         stem = f"qc{key['qc_paramset_idx']}"
-
-        files = {
-            "trajectory_plot": plots.trajectory_plot(
+        triangulated = (model.PoseEstimation.Triangulated & key).to_dicts()
+        files = {}
+        if "z" in window.coords:
+            unit = triangulated[0]["unit"] if triangulated else "mm"
+            files["trajectory_plot"] = plots.trajectory_plot_3d(
+                window.tracks(("x", "y", "z")), pcutoff, unit, title, folder / f"{stem}_trajectory.png"
+            )
+        else:
+            files["trajectory_plot"] = plots.trajectory_plot(
                 tracks,
                 pcutoff,
                 (info["px_width"], info["px_height"]),
                 title,
                 folder / f"{stem}_trajectory.png",
-            ),
+            )
+        if triangulated:
+            labels = list(tracks)
+            files["reprojection_plot"] = plots.reprojection_plot(
+                load_array(triangulated[0]["reprojection_error"]),
+                load_array(triangulated[0]["n_cameras"]),
+                labels,
+                title,
+                folder / f"{stem}_reprojection.png",
+            )
+        files |= {
             "likelihood_plot": plots.likelihood_plot(
                 tracks, pcutoff, model.RecordingInfo.time_base(key), title, folder / f"{stem}_likelihood.png"
             ),
@@ -174,7 +188,8 @@ class QCPlots(dj.Computed):
     def row_paths(row: dict) -> dict[str, Path]:
         """Return the absolute paths of the pictures a fetched row names."""
         root = get_settings().processed_data_dir
-        return {k: root / row[k] for k in ("trajectory_plot", "likelihood_plot", "likelihood_histogram")}
+        names = ("trajectory_plot", "likelihood_plot", "likelihood_histogram", "reprojection_plot")
+        return {k: root / row[k] for k in names if row.get(k)}
 
 
 @schema
@@ -247,7 +262,7 @@ class LabeledVideo(dj.Computed):
         path = Path(folder) / f"{stem}_labeled{key['labeled_video_idx']}.mp4"
         written = plots.labeled_video(
             [Path(v) for v in videos],
-            pose_window(_load_stored(ref["path"]), ref["slots"], ref["coords"]).tracks(),
+            pose_window(load_stored(ref["path"]), ref["slots"], ref["coords"]).tracks(),
             path,
             pcutoff=params["pcutoff"],
             start=params["start_frame"],
@@ -278,19 +293,3 @@ __all__ = [
     "LabeledVideoTask",
     "LabeledVideo",
 ]
-
-
-def _load_stored(path: str) -> np.ndarray:
-    """Load an array of the pose-array store by its path (memory-mapped from a local folder)."""
-    from .database import STORE
-
-    backend = _store_backend(STORE)
-    if backend.protocol == "file":
-        return np.load(backend._full_path(path), mmap_mode="r", allow_pickle=False)
-    return np.load(io.BytesIO(backend.get_buffer(path)), allow_pickle=False)
-
-
-def _store_backend(store: str):
-    from datajoint.hash_registry import get_store_backend
-
-    return get_store_backend(store, config=dj.config)

@@ -87,13 +87,15 @@ class PoseWindow:
             for k, slot in enumerate(self.slots)
         }
 
-    def tracks(self) -> dict[str, dict[str, np.ndarray]]:
-        """Label each slot's ``x``, ``y``, ``likelihood`` by body part (``individual/part`` if several)."""
+    def tracks(self, axes: tuple[str, ...] = ("x", "y")) -> dict[str, dict[str, np.ndarray]]:
+        """Label each slot's ``axes`` (``x``, ``y``; ``z`` too for 3D) and ``likelihood`` by body part.
+
+        Labels are the body part, or ``individual/part`` when there are several individuals.
+        """
         multi = self.multi
         return {
             (f"{ind}/{part}" if multi else part): {
-                "x": self.values[:, k, self.coords.index("x")],
-                "y": self.values[:, k, self.coords.index("y")],
+                **{a: self.values[:, k, self.coords.index(a)] for a in axes},
                 "likelihood": self.values[:, k, self.coords.index("likelihood")],
             }
             for k, (ind, part) in enumerate(self.slots)

@@ -578,8 +578,7 @@ class TriangulationTask(dj.Manual):
         -> master
         camera_name: varchar(32)
         ---
-        view_recording_id: int32  # the view's recording
-        view_model: varchar(64)  # the model whose estimation of that recording is used
+        -> model.PoseEstimationTask.proj(view_recording_id="recording_id", view_model="model_name")
         """
 
     @classmethod
@@ -686,8 +685,7 @@ class TriangulationTask(dj.Manual):
     def waiting(cls):
         """Return the 3D pose-estimation tasks whose views are not all estimated yet (a query)."""
         done = model.PoseEstimation.proj(view_recording_id="recording_id", view_model="model_name")
-        # The view's columns name another table's key without a foreign key: match by name.
-        missing = cls.View().restrict(dj.Not(done), semantic_check=False)
+        missing = cls.View() - done
         return (cls & missing.proj()).proj("recording_id", "model_name")
 
 
@@ -727,10 +725,11 @@ def triangulation_inputs(pose_key: dict) -> dict:
         start = offsets[v["camera_name"]]
         poses_ref, coords = (model.PoseEstimation & est).fetch1("poses", "coords")
         parts = (model.PoseEstimation.BodyPartPosition & est).to_dicts()
-        # A reference, read in make_compute: the fetched inputs are hashed, the arrays need not be.
+        # The array's store path (it names its content), read in make_compute: the fetched
+        # inputs are hashed and compared before the insert, the arrays need not be.
         windows.append(
             {
-                "poses": poses_ref,
+                "path": poses_ref.path,
                 "parts": parts,
                 "coords": coords,
                 "start": start,
@@ -755,10 +754,12 @@ def triangulate_windows(inputs: dict):
         ``slots`` as (individual, body part), ``coords`` ``("x", "y", "z", "likelihood")``,
         ``values`` (frames, slots, 4), and ``quality``: the ``Triangulated`` row's values.
     """
+    from .posestore import load_stored
     from .rows import pose_window
 
     windows = [
-        pose_window(w["poses"], w["parts"], w["coords"], w["start"], w["stop"]) for w in inputs["windows"]
+        pose_window(load_stored(w["path"]), w["parts"], w["coords"], w["start"], w["stop"])
+        for w in inputs["windows"]
     ]
     slots = sorted(windows[0].slots)
     for name, w in zip(inputs["names"], windows, strict=True):
