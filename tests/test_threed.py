@@ -201,3 +201,98 @@ def test_a_3d_estimation_is_cleaned_measured_checked_and_exported(pipeline, tria
         # The views are not repeated at the top level; the cleaned 3D trajectory is there.
         assert not [n for n in behavior.data_interfaces if n.startswith("view2d")]
         assert type(behavior[f"rig3-3d_recording0_postprocess{idx}"]).__name__ == "MultiCameraPoseEstimation"
+
+
+def test_anipose_3d_csv_imports_as_a_3d_estimation(pipeline, triangulated, views, raw_root):
+    import pandas as pd
+
+    from workflow_deeplabcut.imports import import_pose_file
+
+    model = pipeline.model
+    stored = model.PoseEstimation.get_trajectory(triangulated)
+    tri = (model.PoseEstimation.Triangulated & triangulated).fetch1()
+    error, ncams = np.asarray(tri["reprojection_error"]), np.asarray(tri["n_cameras"])
+    parts = model.PoseEstimation.info(triangulated)["body_parts"]
+    columns = {}
+    for k, part in enumerate(parts):  # the slots are in body-part order here
+        one = stored.xs(part, level="bodyparts", axis=1).droplevel("scorer", axis=1)
+        for c in ("x", "y", "z"):
+            columns[f"{part}_{c}"] = one[c].to_numpy()
+        columns[f"{part}_error"] = error[:, k]
+        columns[f"{part}_ncams"] = ncams[:, k]
+        columns[f"{part}_score"] = one["likelihood"].to_numpy()
+    # anipose's own bookkeeping columns (movement's loader requires them)
+    columns["fnum"] = np.arange(len(stored))
+    for i in range(3):
+        columns[f"center_{i}"] = np.zeros(len(stored))
+        for j in range(3):
+            columns[f"M_{i}{j}"] = np.full(len(stored), float(i == j))
+    csv = raw_root / "threed" / "anipose_3d.csv"
+    pd.DataFrame(columns).to_csv(csv, index=False)
+    key = import_pose_file(csv, "Anipose", {**views, "recording_id": 1}, "anipose3d")
+    assert model.PoseEstimation.info(key)["coords"] == ("x", "y", "z", "likelihood")
+    imported = model.PoseEstimation.get_trajectory(key)
+    np.testing.assert_allclose(imported.to_numpy(), stored.to_numpy())
+    got = (model.PoseEstimation.Triangulated & key).fetch1()
+    np.testing.assert_allclose(np.asarray(got["reprojection_error"]), error, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(got["n_cameras"]), ncams)
+    assert got["fraction_triangulated"] == 1.0 and got["unit"] == "mm"
+    assert model.PoseEstimation.get_dataset(key).attrs["space_unit"] == "mm"
+
+
+def test_bad_multiview_input_is_refused_and_writes_nothing(
+    pipeline, calibrated, views, scene_files, camera, raw_root
+):
+    from workflow_deeplabcut.errors import InputError
+    from workflow_deeplabcut.imports import import_pose_file
+
+    threed, model = pipeline.threed, pipeline.model
+    # Views of different lengths.
+    frames = synthetic3d.render_body(synthetic3d.Scene())[2][:100]
+    short = synthetic.write_video(raw_root / "threed" / "short_cam2.mp4", frames, 30.0)
+    model.VideoRecording.insert_recording(views, 7, camera, [short])
+    with pytest.raises(InputError, match="different numbers of frames"):
+        threed.MultiViewRecording.insert_views(views, 5, "rig3", {"cam0": 0, "cam1": 1, "cam2": 7})
+    # A camera that is not in the rig, and a single view.
+    with pytest.raises(InputError, match="not in rig"):
+        threed.MultiViewRecording.insert_views(views, 5, "rig3", {"cam0": 0, "top": 1})
+    with pytest.raises(InputError, match="two or more views"):
+        threed.MultiViewRecording.insert_views(views, 5, "rig3", {"cam0": 0})
+    assert not threed.MultiViewRecording & {"multiview_id": 5}
+    mv = threed.MultiViewRecording.insert_views(views, 6, "rig3", {"cam0": 0, "cam1": 1, "cam2": 2})
+    # Views whose models have different body parts.
+    estimate = synthetic3d.view_estimates(synthetic3d.Scene())[2].drop(columns="tail", level="bodyparts")
+    h5 = synthetic.write_dlc_h5(estimate, raw_root / "threed" / "two_parts.h5")
+    import_pose_file(h5, "DeepLabCut", {**views, "recording_id": 2}, "two-parts")
+    models_before, tasks_before = len(model.Model()), len(model.PoseEstimationTask())
+    with pytest.raises(InputError, match="different body parts"):
+        threed.TriangulationTask.insert_task(
+            mv, calibrated, {"cam0": "view2d", "cam1": "view2d", "cam2": "two-parts"}, model_name="mixed"
+        )
+    # A calibration of another rig.
+    threed.Rig.insert_rig("pair", ["left", "right"])
+    cams = threed.Calibration.cameras(calibrated)[:2]
+    cams[0].name, cams[1].name = "left", "right"
+    toml = threed.write_anipose_toml(cams, raw_root / "threed" / "pair.toml", 0.2)
+    other = threed.CalibrationSource.insert_anipose("pair", 1, toml)
+    threed.Calibration.populate(other)
+    with pytest.raises(InputError, match="rig 'pair'"):
+        threed.TriangulationTask.insert_task(mv, other, "view2d", model_name="wrong-rig")
+    # ... and its toml offered for rig3.
+    with pytest.raises(InputError, match="another rig"):
+        threed.CalibrationSource.insert_anipose("rig3", 9, toml)
+    assert len(model.Model()) == models_before and len(model.PoseEstimationTask()) == tasks_before
+    assert not threed.TriangulationTask & mv and not threed.CalibrationSource & {"calibration_id": 9}
+
+
+def test_a_board_never_detected_is_a_clear_error(pipeline, scene_files):
+    threed = pipeline.threed
+    wrong = dict(synthetic3d.BOARD, dictionary="DICT_5X5_50")  # not the board in the videos
+    threed.BoardParamSet.insert_new_params(8, **wrong)
+    key = threed.CalibrationSource.insert_board_videos(
+        "rig3", 3, 8, dict(zip(CAMERAS, scene_files["calibration"], strict=True))
+    )
+    result = threed.Calibration.populate(key, suppress_errors=True)
+    (message,) = [str(m) for _, m in result["error_list"]]
+    assert "never detected" in message and "DICT_5X5_50" in message and "cam0" in message
+    assert not threed.Calibration & key

@@ -369,16 +369,29 @@ def _server_lock(name: str, timeout: float):
             conn.query("SELECT RELEASE_LOCK(%s)", (lock_name,))
 
 
-def create_schema(name: str) -> None:
+def create_schema(name: str, like: str | None = None) -> None:
     """Create a schema unless it exists; on MySQL/MariaDB as UTF-8 (utf8mb4, binary collation).
 
     A server whose default character set is latin1 would otherwise refuse non-Latin-1 text, and
     a case-insensitive collation would make ``M1`` and ``m1`` the same key there but not on
     PostgreSQL; ``utf8mb4_bin`` compares as PostgreSQL does.
+
+    When the schema ``like`` exists already, the new schema takes its character set and
+    collation instead: a foreign key between columns of different collations cannot be
+    made, so a schema added by a new version must match a database an earlier version made.
     """
     conn = connect()
     if conn.adapter.backend == "mysql":
-        conn.query(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        charset, collation = "utf8mb4", "utf8mb4_bin"
+        if like is not None:
+            found = conn.query(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME = %s",
+                args=(like,),
+            ).fetchone()
+            if found:
+                charset, collation = found
+        conn.query(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET {charset} COLLATE {collation}")
 
 
 def server_times() -> tuple[dt.datetime, dt.datetime]:

@@ -32,7 +32,7 @@ def activate() -> database.Target:
         with database.declaration_lock():
             for name, module in pending:
                 try:
-                    database.create_schema(with_prefix(name))
+                    database.create_schema(with_prefix(name), like=with_prefix("lab"))
                     module.schema.activate(with_prefix(name))
                 except BaseException:
                     # A schema activated halfway (the server went away) has unbound tables:
