@@ -100,12 +100,13 @@ def is_transient(message: str) -> bool:
 # ------------------------------------------------------------------------------ tables
 def computed_tables() -> dict:
     """Return the pipeline's auto-populated tables by name, in dependency order."""
-    from .pipeline import model, postprocess, qc, train
+    from .pipeline import model, postprocess, qc, threed, train
 
     return {
         "ModelTraining": train.ModelTraining,
         "ModelRegistration": model.ModelRegistration,
         "RecordingInfo": model.RecordingInfo,
+        "Calibration": threed.Calibration,
         "ModelEvaluation": model.ModelEvaluation,
         "PoseEstimation": model.PoseEstimation,
         "CleanedTrajectory": postprocess.CleanedTrajectory,
@@ -704,6 +705,25 @@ def run(
 def _run_table(name, table, restriction, reserve, display_progress, max_calls, max_retries) -> RunResult:
     result = RunResult(name)
     restrictions = [restriction] if restriction else []
+    # A 3D estimation is made from 2D estimations of the same table: those waiting for theirs
+    # are populated again once this pass has made them.
+    waiting = _waiting_3d() if name == "PoseEstimation" else []
+    _populate(result, name, table, restrictions, reserve, display_progress, max_calls, max_retries)
+    if waiting:
+        followup = restrictions + [waiting]
+        _populate(result, name, table, followup, reserve, display_progress, max_calls, max_retries)
+    return result
+
+
+def _waiting_3d() -> list[dict]:
+    """Return the keys of the 3D pose estimations whose views are not all estimated yet."""
+    from .pipeline import model, threed
+
+    return (model.PoseEstimationTask & threed.TriangulationTask.waiting()).keys()
+
+
+def _populate(result, name, table, restrictions, reserve, display_progress, max_calls, max_retries) -> None:
+    """Populate, trying keys that failed for a transient cause again; add to ``result``."""
     for attempt in range(max_retries + 1):
         out = with_reconnect(
             lambda restrictions=restrictions: table.populate(
@@ -732,7 +752,6 @@ def _run_table(name, table, restriction, reserve, display_progress, max_calls, m
         logger.warning("%s: %d transient error(s); trying again (attempt %d)", name, len(again), attempt + 2)
         time.sleep(RETRY_DELAY * 2**attempt)
         restrictions = [[key for key, _ in again]]
-    return result
 
 
 # ------------------------------------------------------------------------------ status

@@ -155,7 +155,7 @@ def body_truth(scene: Scene = Scene()) -> np.ndarray:
 
 
 def render_body(scene: Scene = Scene()) -> list[np.ndarray]:
-    """Render the body in each camera: discs of 9 px radius on a dark, lightly noisy floor."""
+    """Render the body in each camera: discs (9 px radius at 640 px wide) on a dark, noisy floor."""
     rng = np.random.default_rng(scene.seed + 1)
     truth = body_truth(scene)
     yy, xx = np.mgrid[0 : scene.height, 0 : scene.width]
@@ -163,10 +163,11 @@ def render_body(scene: Scene = Scene()) -> list[np.ndarray]:
     for cam in cameras(scene):
         px = cam.project(truth)
         frames = rng.integers(10, 40, size=(scene.n_frames, scene.height, scene.width, 3), dtype=np.uint8)
+        radius2 = (9.0 * scene.width / 640) ** 2
         for f in range(scene.n_frames):
             for k, part in enumerate(BODY_PARTS):
                 x, y = px[f, k]
-                frames[f][(xx - x) ** 2 + (yy - y) ** 2 <= 81] = _COLOURS[part]
+                frames[f][(xx - x) ** 2 + (yy - y) ** 2 <= radius2] = _COLOURS[part]
         videos.append(frames)
     return videos
 
@@ -223,3 +224,52 @@ def view_estimates(scene: Scene = Scene(), noise_px: float = 1.0, seed: int = 0)
         frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["bodyparts", "coords"])
         out.append(frame)
     return out
+
+
+def make_dlc_project(directory: Path, scene: Scene, body_videos: list[Path], n_labeled: int = 12) -> Path:
+    """Create one DeepLabCut project for all the cameras' body videos, labeled with the truth.
+
+    Each video gets ``n_labeled`` evenly spaced frames in ``labeled-data/<video>/``, labeled
+    with the body's exact projection (DeepLabCut's ``CollectedData_truth.h5`` layout). One
+    model learns every view.
+
+    Returns
+    -------
+    Path
+        The project's ``config.yaml``.
+    """
+    import pandas as pd
+    from PIL import Image
+
+    from . import dlc
+
+    directory = Path(directory)
+    config = dlc.create_project("threed", "truth", body_videos[0], directory, bodyparts=list(BODY_PARTS))
+    project = config.parent
+    cfg = dlc.read_config(config)
+    sets = dict(cfg["video_sets"])
+    truth = body_truth(scene)
+    picked = np.linspace(0, scene.n_frames - 1, n_labeled).round().astype(int)
+    for cam, video, frames in zip(cameras(scene), body_videos, render_body(scene), strict=True):
+        copy = project / "videos" / Path(video).name
+        if not copy.exists():
+            copy.write_bytes(Path(video).read_bytes())
+        sets = {k: v for k, v in sets.items() if Path(k).name != copy.name}
+        sets[str(copy)] = {"crop": f"0, {scene.width}, 0, {scene.height}"}
+        folder = project / "labeled-data" / copy.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        px = cam.project(truth[picked])
+        index = []
+        for f in picked:
+            name = f"img{f:04d}.png"
+            Image.fromarray(frames[f]).save(folder / name)
+            index.append(("labeled-data", copy.stem, name))
+        columns = pd.MultiIndex.from_product(
+            [["truth"], list(BODY_PARTS), ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+        )
+        labels = pd.DataFrame(
+            px.reshape(len(picked), -1), index=pd.MultiIndex.from_tuples(index), columns=columns
+        )
+        labels.to_hdf(folder / "CollectedData_truth.h5", key="df_with_missing", mode="w")
+    dlc.edit_config(config, {"video_sets": sets})
+    return config
