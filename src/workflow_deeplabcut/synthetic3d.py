@@ -229,7 +229,8 @@ def view_estimates(scene: Scene = Scene(), noise_px: float = 1.0, seed: int = 0)
 def make_dlc_project(directory: Path, scene: Scene, body_videos: list[Path], n_labeled: int = 12) -> Path:
     """Create one DeepLabCut project for all the cameras' body videos, labeled with the truth.
 
-    Each video gets ``n_labeled`` evenly spaced frames in ``labeled-data/<video>/``, labeled
+    Each video gets ``n_labeled`` evenly spaced frames (decoded from the video) in
+    ``labeled-data/<video>/``, labeled
     with the body's exact projection (DeepLabCut's ``CollectedData_truth.h5`` layout). One
     model learns every view.
 
@@ -250,7 +251,8 @@ def make_dlc_project(directory: Path, scene: Scene, body_videos: list[Path], n_l
     sets = dict(cfg["video_sets"])
     truth = body_truth(scene)
     picked = np.linspace(0, scene.n_frames - 1, n_labeled).round().astype(int)
-    for cam, video, frames in zip(cameras(scene), body_videos, render_body(scene), strict=True):
+    for cam, video in zip(cameras(scene), body_videos, strict=True):
+        frames = _decode(video)  # as DeepLabCut extracts them: the codec's colours, not the render's
         copy = project / "videos" / Path(video).name
         if not copy.exists():
             copy.write_bytes(Path(video).read_bytes())
@@ -273,3 +275,16 @@ def make_dlc_project(directory: Path, scene: Scene, body_videos: list[Path], n_l
         labels.to_hdf(folder / "CollectedData_truth.h5", key="df_with_missing", mode="w")
     dlc.edit_config(config, {"video_sets": sets})
     return config
+
+
+def _decode(video: Path) -> np.ndarray:
+    """Decode every frame of a video to RGB."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return np.stack(frames)
