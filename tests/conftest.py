@@ -55,6 +55,7 @@ collect_ignore = (
         "test_inference.py",  # DeepLabCut against our engine: no backend in it
         "test_superanimal.py",  # DeepLabCut's model zoo inference: no backend in it
         "test_dlc_files.py",  # DeepLabCut's files around training and pose runs
+        "test_threed_dlc.py",  # DeepLabCut per camera view, then triangulation: the embedded run is enough
         "test_migrate.py",  # it migrates databases on both servers itself
         "test_cli.py",
         "test_notebooks.py",

@@ -473,33 +473,60 @@ def _errors(points: np.ndarray, norm: np.ndarray, ext: np.ndarray, focal: np.nda
 
 @dataclass
 class Triangulated:
-    """Triangulated points and how they were made; arrays are ``(frames, body parts)``."""
+    """Triangulated points and how they were made, per frame and body part."""
 
-    points: np.ndarray  # (frames, parts, 3), NaN where not triangulated
-    likelihood: np.ndarray  # mean likelihood of the views used; 0 where not triangulated
-    reprojection_error: np.ndarray  # mean px over the views used
-    n_cameras: np.ndarray  # views used (int8)
+    values: np.ndarray  # (frames, parts, 4): x, y, z (NaN where not triangulated), likelihood
+    reprojection_error: np.ndarray  # (frames, parts) float32: mean px over the views used
+    n_cameras: np.ndarray  # (frames, parts) int8: views used
+
+    @property
+    def points(self) -> np.ndarray:
+        """The positions ``(frames, parts, 3)`` (a view of ``values``)."""
+        return self.values[..., :3]
+
+    @property
+    def likelihood(self) -> np.ndarray:
+        """The mean likelihood of the views used; 0 where not triangulated (a view of ``values``)."""
+        return self.values[..., 3]
 
 
 def triangulate(
     pixels: np.ndarray,
     likelihood: np.ndarray,
     cameras: list[Camera],
+    **options,
+) -> Triangulated:
+    """Triangulate 2D pose estimates held as ``(cameras, frames, parts, 2)`` and ``(cameras, frames, parts)``.
+
+    See :func:`triangulate_views` for the options.
+    """
+    pixels = np.asarray(pixels, float)
+    views = [
+        np.concatenate([pixels[c], np.asarray(likelihood[c], float)[..., None]], axis=-1)
+        for c in range(len(pixels))
+    ]
+    return triangulate_views(views, cameras, **options)
+
+
+def triangulate_views(
+    views: list,
+    cameras: list[Camera],
     *,
     method: str = "dlt",
     likelihood_threshold: float = 0.0,
     ransac_threshold: float = 8.0,
     smoothing: float = 1.0,
-    chunk: int = 200_000,
+    chunk: int = 100_000,
 ) -> Triangulated:
-    """Triangulate 2D pose estimates of several cameras into 3D.
+    """Triangulate one 2D pose estimate per camera into 3D.
 
     Parameters
     ----------
-    pixels : ndarray
-        ``(cameras, frames, parts, 2)`` positions in pixels; NaN where missing.
-    likelihood : ndarray
-        ``(cameras, frames, parts)``; a view below ``likelihood_threshold`` is not used.
+    views : list
+        Per camera, a ``(frames, parts, 3)`` array of x, y (pixels; NaN where missing) and
+        likelihood, in the same part order for all, or any object with ``shape`` whose
+        ``view[a:b]`` gives such frames: they are read ``chunk`` points at a time, so a
+        memory-mapped stored estimation is never copied whole.
     cameras : list of Camera
     method : {'dlt', 'ransac', 'optim'}
         ``dlt``: linear least squares over every usable view. ``ransac``: for points seen by 3
@@ -508,59 +535,58 @@ def triangulate(
         ``optim``: the ``ransac`` points refined together over time: reprojection error
         (robust, scale ``ransac_threshold``) plus ``smoothing`` × the acceleration, per body
         part (anipose's spatio-temporal optimisation, without limb constraints).
+    likelihood_threshold : float
+        A view below it is not used.
     chunk : int
-        Points triangulated at once (bounds memory).
+        Points (frames × parts) triangulated at once: it bounds the working memory.
     """
     if method not in METHODS:
         raise InputError(f"Unknown triangulation method {method!r}; choose from {METHODS}.")
-    pixels = np.asarray(pixels, float)
-    n_cams, n_frames, n_parts = pixels.shape[:3]
+    n_cams = len(views)
     if n_cams != len(cameras) or n_cams < 2:
         raise InputError(f"Triangulation needs 2 or more views with one camera each; got {n_cams} views.")
+    n_frames, n_parts = views[0].shape[:2]
     ext = np.stack([c.extrinsic() for c in cameras])
     focal = np.array([c.K[0, 0] for c in cameras], float)
-    flat_px = pixels.reshape(n_cams, -1, 2)
-    flat_lk = np.asarray(likelihood, float).reshape(n_cams, -1)
-    n = flat_px.shape[1]
-    points = np.full((n, 3), np.nan)
-    err = np.full(n, np.nan)
-    used = np.zeros(n, np.int8)
-    score = np.zeros(n)
-    for start in range(0, n, chunk):
-        sl = slice(start, min(n, start + chunk))
-        norm = np.stack([cam.undistort(flat_px[c, sl]) for c, cam in enumerate(cameras)])
-        ok = np.isfinite(norm).all(axis=-1) & (np.nan_to_num(flat_lk[:, sl]) >= likelihood_threshold)
-        if method == "dlt":
-            use = ok
-        else:
-            use = _ransac(norm, ok, ext, focal, ransac_threshold)
+    out = Triangulated(
+        np.empty((n_frames, n_parts, 4)),
+        np.empty((n_frames, n_parts), np.float32),
+        np.empty((n_frames, n_parts), np.int8),
+    )
+    step = max(1, chunk // max(n_parts, 1))
+    for f0 in range(0, n_frames, step):
+        f1 = min(n_frames, f0 + step)
+        block = [np.asarray(v[f0:f1], float).reshape(-1, 3) for v in views]
+        norm = np.stack([cam.undistort(b[:, :2]) for cam, b in zip(cameras, block, strict=True)])
+        lk = np.stack([b[:, 2] for b in block])
+        ok = np.isfinite(norm).all(axis=-1) & (np.nan_to_num(lk) >= likelihood_threshold)
+        use = ok if method == "dlt" else _ransac(norm, ok, ext, focal, ransac_threshold)
         p = _dlt(norm, ext, use)
         e = _errors(p, norm, ext, focal)
-        points[sl] = p
         n_used = use.sum(axis=0)
-        with np.errstate(invalid="ignore"):
-            err[sl] = np.where(use, e, 0).sum(axis=0) / np.where(n_used > 0, n_used, np.nan)
-            score[sl] = np.where(use, np.nan_to_num(flat_lk[:, sl]), 0).sum(axis=0) / np.maximum(n_used, 1)
-        used[sl] = n_used
-    bad = used < 2
-    err[bad], score[bad] = np.nan, 0.0
-    points = points.reshape(n_frames, n_parts, 3)
+        bad = n_used < 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err = np.where(use, e, 0).sum(axis=0) / n_used
+            score = np.where(use, np.nan_to_num(lk), 0).sum(axis=0) / np.maximum(n_used, 1)
+        err[bad], score[bad] = np.nan, 0.0
+        shape = (f1 - f0, n_parts)
+        out.values[f0:f1, :, :3] = p.reshape(*shape, 3)
+        out.values[f0:f1, :, 3] = score.reshape(shape)
+        out.reprojection_error[f0:f1] = err.reshape(shape)
+        out.n_cameras[f0:f1] = n_used.reshape(shape)
     if method == "optim":
+        whole = [np.asarray(v[0:n_frames], float) for v in views]
+        pixels = np.stack([w[..., :2] for w in whole])
+        likelihood = np.stack([w[..., 2] for w in whole])
         points = _optimise(
-            points, pixels, likelihood, cameras, likelihood_threshold, ransac_threshold, smoothing
+            out.points.copy(), pixels, likelihood, cameras, likelihood_threshold, ransac_threshold, smoothing
         )
-        use_all = np.stack([np.isfinite(pixels[c]).all(-1) for c in range(n_cams)])
-        err = _pixel_errors(
-            points, pixels, cameras, use_all & (np.nan_to_num(likelihood) >= likelihood_threshold)
-        )
-        err = err.reshape(-1)
-        err[bad] = np.nan
-    return Triangulated(
-        points,
-        score.reshape(n_frames, n_parts),
-        err.reshape(n_frames, n_parts).astype(np.float32),
-        used.reshape(n_frames, n_parts),
-    )
+        usable = np.isfinite(pixels).all(-1) & (np.nan_to_num(likelihood) >= likelihood_threshold)
+        err = _pixel_errors(points, pixels, cameras, usable)
+        err[out.n_cameras < 2] = np.nan
+        out.values[..., :3] = points
+        out.reprojection_error[:] = err
+    return out
 
 
 def _ransac(norm, ok, ext, focal, threshold) -> np.ndarray:

@@ -771,22 +771,17 @@ def triangulate_windows(inputs: dict):
     lengths = {name: w.values.shape[0] for name, w in zip(inputs["names"], windows, strict=True)}
     if len(set(lengths.values())) != 1:
         raise InputError(f"The views' estimations have different numbers of frames {lengths}.")
-    pixels, likelihood = [], []
-    for w in windows:
-        arrays = w.arrays()
-        pixels.append(np.stack([np.stack([arrays[s]["x_pos"], arrays[s]["y_pos"]], -1) for s in slots], 1))
-        likelihood.append(np.stack([arrays[s]["likelihood"] for s in slots], 1))
+    views = [_Reordered(w, slots) for w in windows]
     p = inputs["params"]
-    tri = multiview.triangulate(
-        np.stack(pixels),
-        np.stack(likelihood),
+    tri = multiview.triangulate_views(
+        views,
         inputs["cameras"],
         method=p["method"],
         likelihood_threshold=p["likelihood_threshold"],
         ransac_threshold=p["ransac_threshold"],
         smoothing=p["smoothing"],
     )
-    values = np.concatenate([tri.points, tri.likelihood[..., None]], axis=-1)
+    values = tri.values
     done = tri.n_cameras >= 2
     median = float(np.median(tri.reprojection_error[done])) if done.any() else None
     warning = ""
@@ -810,3 +805,21 @@ def triangulate_windows(inputs: dict):
         "warning": warning,
     }
     return slots, ("x", "y", "z", "likelihood"), values, quality
+
+
+class _Reordered:
+    """A stored estimation's ``(frames, slots, 3)`` view: x, y, likelihood in a given slot order.
+
+    Slicing frames reads only those frames (of a memory-mapped array) and copies only them.
+    """
+
+    def __init__(self, window, slots: list[tuple[str, str]]):
+        self.values = window.values
+        self.index = [window.slots.index(s) for s in slots]
+        self.columns = [window.coords.index(c) for c in ("x", "y", "likelihood")]
+        self.shape = (self.values.shape[0], len(slots), 3)
+        self.plain = self.index == list(range(self.values.shape[1])) and self.columns == [0, 1, 2]
+
+    def __getitem__(self, frames: slice) -> np.ndarray:
+        block = self.values[frames]
+        return block if self.plain else block[:, self.index][:, :, self.columns]
