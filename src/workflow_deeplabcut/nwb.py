@@ -14,10 +14,11 @@ What a file holds (all in the ``behavior`` processing module unless said otherwi
 - per post-processing of it, a ``PoseEstimation`` named ``..._postprocess<idx>`` with the
   cleaned positions (in cm when scaled), the raw likelihood and the parameters;
 - per 3D estimation (``threed``), a ``MultiCameraPoseEstimation`` named like a raw estimation:
-  one 3D ``PoseEstimationSeries`` per body part (x, y, z in the calibration's unit, camera 0's
-  frame) and, as its children, the 2D ``PoseEstimation`` of each view (not repeated at the top
-  level), each linked to its camera as a ``CalibratedCamera`` device (intrinsics, rotation,
-  translation, distortion); a cleaned 3D trajectory is a ``MultiCameraPoseEstimation`` too;
+  one 3D ``PoseEstimationSeries`` per body part (x, y, z in the calibration's unit and world
+  frame: camera 0's for a fitted calibration) and, as its children, the 2D ``PoseEstimation``
+  of each view (not repeated at the top level), each linked to its camera as a
+  ``CalibratedCamera`` device (intrinsics, rotation, translation, distortion); a cleaned 3D
+  trajectory is a ``MultiCameraPoseEstimation`` too;
 - optionally, per DeepLabCut model, ``PoseTraining`` with the project's labeled frames.
 
 Reading back: ``pynwb.NWBHDF5IO(path, "r").read()``, or movement's ``load_poses.from_nwb_file``.
@@ -464,6 +465,7 @@ def _triangulations(skey: dict, estimations: list[dict]) -> dict:
         calibration = (threed.Calibration & tkey).fetch1()
         method = (threed.TriangulationParamSet & tkey).fetch1("method")
         first = threed.Rig.camera_names(tkey)[0]
+        source = (threed.CalibrationSource & tkey).fetch1("source")
         out[ek] = {
             "key": tkey,
             "method": method,
@@ -471,8 +473,13 @@ def _triangulations(skey: dict, estimations: list[dict]) -> dict:
             "cameras": [v["camera_name"] for v in views],
             "calibration": calibration,
             "reference_frame": (
-                f"camera {first!r} of rig {tkey['rig_name']!r} (calibration {tkey['calibration_id']}): x "
-                f"right and y down in its image, z along its optical axis, in {calibration['unit']}"
+                f"the world frame of calibration {tkey['calibration_id']} of rig {tkey['rig_name']!r}"
+                + (
+                    f": camera {first!r}'s, x right and y down in its image, z along its optical axis"
+                    if source == "board_videos"
+                    else " (imported from anipose's calibration.toml)"
+                )
+                + f", in {calibration['unit']}"
             ),
         }
     return out

@@ -211,3 +211,56 @@ def load_stored(path: str) -> np.ndarray:
     if backend.protocol == "file":
         return np.load(backend._full_path(path), mmap_mode="r", allow_pickle=False)
     return np.load(io.BytesIO(backend.get_buffer(path)), allow_pickle=False)
+
+
+class StoredFrames:
+    """Frames ``start`` to ``stop`` of a stored pose array, read on demand (no memory map).
+
+    ``frames[a:b]`` reads those frames from the ``.npy`` file with one plain read into a new
+    array: a long pass over an array (e.g. triangulating three views) keeps only its current
+    block in memory, where a memory map would keep every page it touched resident. A store
+    that is not a local folder gives the whole array, read once.
+    """
+
+    def __init__(self, path: str, start: int = 0, stop: int | None = None):
+        import datajoint as dj
+        from datajoint.hash_registry import get_store_backend
+
+        from .database import STORE
+
+        backend = get_store_backend(STORE, config=dj.config)
+        self._array = None
+        if backend.protocol == "file":
+            self._file = Path(backend._full_path(path))
+            fmt = np.lib.format
+            with open(self._file, "rb") as f:
+                version = fmt.read_magic(f)
+                header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+                shape, fortran, dtype = header(f) if header else (None, True, None)
+                self._offset = f.tell()
+            if fortran:  # not laid out frame by frame (or an unknown header): a memory map
+                self._array = np.load(self._file, mmap_mode="r", allow_pickle=False)
+                shape, dtype = self._array.shape, self._array.dtype
+        else:
+            self._array = load_stored(path)
+            shape, dtype = self._array.shape, self._array.dtype
+        self.dtype = np.dtype(dtype)
+        self._row = int(np.prod(shape[1:], dtype=np.int64))
+        self._inner = tuple(shape[1:])
+        self.start = start
+        self.stop = shape[0] if stop is None else stop
+        self.shape = (self.stop - self.start, *self._inner)
+
+    def __getitem__(self, frames: slice) -> np.ndarray:
+        first, last, _ = frames.indices(self.shape[0])
+        a, b = self.start + first, self.start + max(first, last)
+        if self._array is not None:
+            return np.array(self._array[a:b])
+        count = (b - a) * self._row
+        block = np.fromfile(
+            self._file,
+            dtype=self.dtype,
+            count=count,
+            offset=self._offset + a * self._row * self.dtype.itemsize,
+        )
+        return block.reshape(b - a, *self._inner)

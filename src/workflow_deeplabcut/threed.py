@@ -2,7 +2,8 @@
 
 The road to 3D poses, each step a row:
 
-1. ``Rig`` and its ``Rig.Camera`` rows name the cameras (camera 0 defines the world frame).
+1. ``Rig`` and its ``Rig.Camera`` rows name the cameras (a fitted calibration's world frame is
+   camera 0's; an imported one keeps the file's).
 2. ``CalibrationSource`` says where a calibration comes from: synchronised videos of a
    ChArUco or checkerboard board (``BoardParamSet``), or anipose's ``calibration.toml``.
    ``Calibration`` computes (or reads) each camera's intrinsics, distortion and pose
@@ -100,7 +101,7 @@ class Rig(dj.Manual):
         -> master
         camera_name: varchar(32)
         ---
-        camera_index: int16  # order in the rig; camera 0's frame is the world frame
+        camera_index: int16  # order in the rig; camera 0's frame is a fitted calibration's world
         -> [nullable] lab.Device
         """
 
@@ -252,7 +253,7 @@ class Calibration(dj.Imported):
         image_height: int32
         intrinsics: <blob>  # 3x3 camera matrix K, px
         distortion: <blob>  # OpenCV coefficients (k1, k2, p1, p2, k3)
-        rotation: <blob>  # Rodrigues vector, world (camera 0) to camera
+        rotation: <blob>  # Rodrigues vector, world (fitted: camera 0's frame) to camera
         translation: <blob>  # world to camera, in unit
         reprojection_error=null: float64  # mean px over the board corners it saw
         n_frames: int32  # frames in which it saw the board
@@ -272,9 +273,7 @@ class Calibration(dj.Imported):
         if source["source"] == "anipose":
             cams, error = read_anipose_toml(find_full_path(source["source_file"]))
             by_name = {c.name: c for c in cams}
-            cams = [by_name[c] for c in cameras]
-            if by_name[cameras[0]].rvec.any() or by_name[cameras[0]].tvec.any():
-                cams = _relative_to_first(cams)
+            cams = [by_name[c] for c in cameras]  # the file's world frame is kept
             master = {
                 "reprojection_error": error,
                 "initial_error": None,
@@ -330,28 +329,6 @@ class Calibration(dj.Imported):
         match = one_key(cls, key)
         error = (cls & match).fetch1("reprojection_error")
         return write_anipose_toml(cls.cameras(match), path, error)
-
-
-def _relative_to_first(cams: list[multiview.Camera]) -> list[multiview.Camera]:
-    """Re-express extrinsics so that the first camera is the world frame."""
-    import cv2
-
-    r0, t0 = cams[0].R, np.asarray(cams[0].tvec, float)
-    out = []
-    for c in cams:
-        rot = c.R @ r0.T
-        out.append(
-            multiview.Camera(
-                c.name,
-                c.size,
-                c.K,
-                c.dist,
-                cv2.Rodrigues(rot)[0].reshape(3),
-                c.tvec - rot @ t0,
-                c.reprojection_error,
-            )
-        )
-    return out
 
 
 def read_anipose_toml(path) -> tuple[list[multiview.Camera], float | None]:
@@ -754,21 +731,26 @@ def triangulate_windows(inputs: dict):
         ``slots`` as (individual, body part), ``coords`` ``("x", "y", "z", "likelihood")``,
         ``values`` (frames, slots, 4), and ``quality``: the ``Triangulated`` row's values.
     """
-    from .posestore import load_stored
-    from .rows import pose_window
+    from .posestore import StoredFrames
 
-    windows = [
-        pose_window(load_stored(w["path"]), w["parts"], w["coords"], w["start"], w["stop"])
-        for w in inputs["windows"]
-    ]
-    slots = sorted(windows[0].slots)
+    windows = []
+    for w in inputs["windows"]:
+        rows = sorted(w["parts"], key=lambda r: r["slot"])
+        windows.append(
+            {
+                "frames": StoredFrames(w["path"], w["start"], w["stop"]),
+                "slots": [(r["individual"], r["body_part"]) for r in rows],
+                "coords": tuple(w["coords"].split(",")),
+            }
+        )
+    slots = sorted(windows[0]["slots"])
     for name, w in zip(inputs["names"], windows, strict=True):
-        if sorted(w.slots) != slots:
+        if sorted(w["slots"]) != slots:
             raise InputError(
-                f"Camera {name!r}'s estimation holds {sorted(w.slots)} but camera "
+                f"Camera {name!r}'s estimation holds {sorted(w['slots'])} but camera "
                 f"{inputs['names'][0]!r}'s holds {slots}: the views' body parts must match."
             )
-    lengths = {name: w.values.shape[0] for name, w in zip(inputs["names"], windows, strict=True)}
+    lengths = {name: w["frames"].shape[0] for name, w in zip(inputs["names"], windows, strict=True)}
     if len(set(lengths.values())) != 1:
         raise InputError(f"The views' estimations have different numbers of frames {lengths}.")
     views = [_Reordered(w, slots) for w in windows]
@@ -808,18 +790,18 @@ def triangulate_windows(inputs: dict):
 
 
 class _Reordered:
-    """A stored estimation's ``(frames, slots, 3)`` view: x, y, likelihood in a given slot order.
+    """A stored estimation's frames as ``(frames, slots, 3)``: x, y, likelihood in a given slot order.
 
-    Slicing frames reads only those frames (of a memory-mapped array) and copies only them.
+    Slicing frames reads only those frames (:class:`~workflow_deeplabcut.posestore.StoredFrames`).
     """
 
-    def __init__(self, window, slots: list[tuple[str, str]]):
-        self.values = window.values
-        self.index = [window.slots.index(s) for s in slots]
-        self.columns = [window.coords.index(c) for c in ("x", "y", "likelihood")]
-        self.shape = (self.values.shape[0], len(slots), 3)
-        self.plain = self.index == list(range(self.values.shape[1])) and self.columns == [0, 1, 2]
+    def __init__(self, window: dict, slots: list[tuple[str, str]]):
+        self.frames = window["frames"]
+        self.index = [window["slots"].index(s) for s in slots]
+        self.columns = [window["coords"].index(c) for c in ("x", "y", "likelihood")]
+        self.shape = (self.frames.shape[0], len(slots), 3)
+        self.plain = self.index == list(range(self.frames.shape[1])) and self.columns == [0, 1, 2]
 
     def __getitem__(self, frames: slice) -> np.ndarray:
-        block = self.values[frames]
+        block = self.frames[frames]
         return block if self.plain else block[:, self.index][:, :, self.columns]
