@@ -201,6 +201,15 @@ def test_a_3d_estimation_is_cleaned_measured_checked_and_exported(pipeline, tria
         # The views are not repeated at the top level; the cleaned 3D trajectory is there.
         assert not [n for n in behavior.data_interfaces if n.startswith("view2d")]
         assert type(behavior[f"rig3-3d_recording0_postprocess{idx}"]).__name__ == "MultiCameraPoseEstimation"
+    messages = nwb.inspect(path)
+    print("nwbinspector:", [(m.importance.name, m.check_function_name, m.message) for m in messages])
+    bad = ("CRITICAL", "PYNWB_VALIDATION", "BEST_PRACTICE_VIOLATION")
+    # The fixture's subject has no species: that violation is the session's, not the 3D data's.
+    assert not [
+        m
+        for m in messages
+        if m.importance.name in bad and m.check_function_name != "check_subject_species_exists"
+    ]
 
 
 def test_anipose_3d_csv_imports_as_a_3d_estimation(pipeline, triangulated, views, raw_root):
