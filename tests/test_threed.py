@@ -305,3 +305,60 @@ def test_a_board_never_detected_is_a_clear_error(pipeline, scene_files):
     (message,) = [str(m) for _, m in result["error_list"]]
     assert "never detected" in message and "DICT_5X5_50" in message and "cam0" in message
     assert not threed.Calibration & key
+
+
+def test_a_view_with_a_frame_offset_is_paired_by_its_offset(
+    pipeline, calibrated, triangulated, camera, raw_root
+):
+    """cam2 started 10 frames early: with frame_offset 10 the 3D result is the same as in sync."""
+    from workflow_deeplabcut import processing
+    from workflow_deeplabcut.imports import import_pose_file
+
+    threed, model = pipeline.threed, pipeline.model
+    scene = synthetic3d.Scene()
+    session_key = {k: triangulated[k] for k in ("subject", "session_datetime")}
+    bodies = synthetic3d.render_body(scene)
+    estimates = synthetic3d.view_estimates(scene, noise_px=1.0)
+    early = synthetic.write_video(
+        raw_root / "threed" / "early_cam2.mp4", np.concatenate([bodies[2][:10], bodies[2]]), scene.fps
+    )
+    rec = model.VideoRecording.insert_recording(session_key, 12, camera, [early])
+    padded = estimates[2].iloc[np.r_[np.zeros(10, int), np.arange(scene.n_frames)]].reset_index(drop=True)
+    padded.iloc[:10] = 5.0  # frames before the scene: junk that must not be used
+    h5 = synthetic.write_dlc_h5(padded, raw_root / "threed" / "early_cam2_2d.h5")
+    import_pose_file(h5, "DeepLabCut", rec, "view2d")
+    with pytest.raises(Exception, match="different numbers of frames"):
+        threed.MultiViewRecording.insert_views(session_key, 2, "rig3", {"cam0": 0, "cam1": 1, "cam2": 12})
+    mv = threed.MultiViewRecording.insert_views(
+        session_key, 2, "rig3", {"cam0": 0, "cam1": 1, "cam2": (12, 10)}
+    )
+    assert (threed.MultiViewRecording & mv).fetch1("nframes") == scene.n_frames
+    threed.TriangulationTask.insert_task(mv, calibrated, "view2d", model_name="rig3-3d-offset")
+    (result,) = processing.run(["PoseEstimation"], display_progress=False)
+    assert not result.errors, result.errors
+    offset = model.PoseEstimation.get_trajectory(
+        {**session_key, "recording_id": 0, "model_name": "rig3-3d-offset"}
+    )
+    np.testing.assert_array_equal(
+        offset.to_numpy(), model.PoseEstimation.get_trajectory(triangulated).to_numpy()
+    )
+
+
+def test_checkerboard_corners_are_found_where_they_are():
+    board = multiview.check_board(
+        {"board_type": "checkerboard", "squares_x": 8, "squares_y": 6, "square_length": 25.0}
+    )
+    square = 40  # px
+    image = np.kron(
+        (np.indices((6, 8)).sum(axis=0) % 2).astype(np.uint8) * 255, np.ones((square, square), np.uint8)
+    )
+    image = cv2.copyMakeBorder(image, 60, 60, 60, 60, cv2.BORDER_CONSTANT, value=255)
+    tilt = np.array([[0.9, 0.12, 40.0], [-0.08, 0.85, 30.0], [0.0002, 0.0001, 1.0]])
+    warped = cv2.warpPerspective(image, tilt, (640, 480), flags=cv2.INTER_AREA, borderValue=255)
+    ids, px = multiview.detect_board(warped, board)
+    corners = multiview.board_corners(board)  # board units; 25 mm = one 40 px square
+    flat = corners[ids, :2] / 25.0 * square + 60 + square - 0.5  # the first inner corner, pixel centres
+    expected = cv2.perspectiveTransform(flat.reshape(-1, 1, 2), tilt).reshape(-1, 2)
+    # OpenCV orders the corners from either end; compare as sets of points.
+    distance = np.linalg.norm(px[:, None] - expected[None], axis=-1).min(axis=1)
+    assert len(ids) == 7 * 5 and distance.max() < 0.5
