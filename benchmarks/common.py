@@ -45,6 +45,20 @@ def configure(backend: str, workdir: Path) -> None:
         os.environ.update(SERVERS[backend])
 
 
+def teardown(workdir: Path) -> None:
+    """Drop the benchmark's schemas, stop its embedded server and remove its folder."""
+    import shutil
+
+    from workflow_deeplabcut import database
+    from workflow_deeplabcut.pipeline import SCHEMAS, target
+
+    for module in reversed(list(SCHEMAS.values())):
+        module.schema.drop(prompt=False)
+    if target.embedded:
+        database.stop_embedded(workdir / "pgdata")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def worker_command(*args: str) -> list[str]:
     """The command line of one ``workflow-deeplabcut worker --once`` on PoseEstimation jobs."""
     return [

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import SERVERS, configure, fresh_peak_rss, interleaved, seed_estimation_task
+from common import SERVERS, configure, fresh_peak_rss, interleaved, seed_estimation_task, teardown
 
 
 def _ms(fn, rounds: int) -> tuple[float, float, float]:
@@ -57,8 +56,8 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
-    from workflow_deeplabcut import database, synthetic
-    from workflow_deeplabcut.pipeline import SCHEMAS, model, target
+    from workflow_deeplabcut import synthetic
+    from workflow_deeplabcut.pipeline import model
 
     conn = model.schema.connection
     packet = None
@@ -131,11 +130,7 @@ def main() -> int:
     finally:
         if packet is not None:
             conn.query(f"SET GLOBAL max_allowed_packet = {int(packet)}")
-        for module in reversed(list(SCHEMAS.values())):
-            module.schema.drop(prompt=False)
-        if target.embedded:
-            database.stop_embedded(workdir / "pgdata")
-        shutil.rmtree(workdir, ignore_errors=True)
+        teardown(workdir)
     return 0
 
 

@@ -17,12 +17,11 @@ ratios with the CPU-time ratio (compare ratios, not seconds; this machine is noi
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from common import SERVERS, configure, interleaved, seed_estimation_task
+from common import SERVERS, configure, interleaved, seed_estimation_task, teardown
 
 
 def main() -> int:
@@ -40,8 +39,8 @@ def main() -> int:
     import numpy as np
     import pynwb
 
-    from workflow_deeplabcut import database, nwb, poses, synthetic
-    from workflow_deeplabcut.pipeline import SCHEMAS, model, postprocess, qc, target
+    from workflow_deeplabcut import nwb, poses, synthetic
+    from workflow_deeplabcut.pipeline import model, postprocess, qc
 
     try:
         parts = [f"part{i:02d}" for i in range(args.parts)]
@@ -57,6 +56,8 @@ def main() -> int:
         postprocess.PostprocessTask.insert1(pp_key)
         qc_key = {**task, "qc_paramset_idx": 0}
         checked = poses.check_postprocess_params(params)
+        if checked["likelihood_threshold"] == "model":  # as CleanedTrajectory.make resolves it
+            checked["likelihood_threshold"] = model.Model.pcutoff(task)
 
         arrays = {
             slot: {a: np.array(v) for a, v in r.items()}
@@ -102,11 +103,7 @@ def main() -> int:
         ours, bare = (p.stat().st_size / 2**20 for p in (out, workdir / "bare.nwb"))
         print(f"NWB file: {ours:.1f} MiB; movement's raw-only file: {bare:.1f} MiB")
     finally:
-        for module in reversed(list(SCHEMAS.values())):
-            module.schema.drop(prompt=False)
-        if target.embedded:
-            database.stop_embedded(workdir / "pgdata")
-        shutil.rmtree(workdir, ignore_errors=True)
+        teardown(workdir)
     return 0
 
 

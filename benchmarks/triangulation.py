@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import configure, fresh_peak_rss, seed_model
+from common import configure, fresh_peak_rss, seed_model, teardown
 
 ROOT = Path(__file__).resolve().parents[1]
 ANIPOSE_ENV = ROOT / ".bench" / "anipose"
@@ -85,8 +84,8 @@ def main() -> int:
     import numpy as np
     import pandas as pd
 
-    from workflow_deeplabcut import database, synthetic3d
-    from workflow_deeplabcut.pipeline import SCHEMAS, lab, model, session, subject, target, threed
+    from workflow_deeplabcut import synthetic3d
+    from workflow_deeplabcut.pipeline import lab, model, session, subject, threed
 
     try:
         rng = np.random.default_rng(0)
@@ -210,11 +209,7 @@ def main() -> int:
             f"ratio {peak / inputs:4.2f}x  goal <= 2x: {'met' if peak <= 2 * inputs else 'MISSED'}"
         )
     finally:
-        for module in reversed(list(SCHEMAS.values())):
-            module.schema.drop(prompt=False)
-        if target.embedded:
-            database.stop_embedded(workdir / "pgdata")
-        shutil.rmtree(workdir, ignore_errors=True)
+        teardown(workdir)
     return 0
 
 
