@@ -12,10 +12,21 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .errors import InputError
+
+
+class _OpenCV:
+    """OpenCV, imported on first use: importing the pipeline (which declares ``threed``) stays light."""
+
+    def __getattr__(self, name):
+        import cv2 as module
+
+        return getattr(module, name)
+
+
+cv2 = _OpenCV()
 
 #: Boards the calibration reads.
 BOARD_TYPES = ("charuco", "checkerboard")
