@@ -117,7 +117,9 @@ def triangulated(pipeline, calibrated, views):
     mv = threed.MultiViewRecording.insert_views(views, 1, "rig3", {c: i for i, c in enumerate(CAMERAS)})
     task = threed.TriangulationTask.insert_task(mv, calibrated, "view2d", triangulation_paramset_idx=0)
     assert (threed.TriangulationTask & task).fetch1("model_name") == "rig3-3d"
-    results = {r.table: r for r in processing.run(["PoseEstimation"], display_progress=False)}
+    # Restricted to this session: other tests leave tasks that fail on purpose.
+    only = {"subject": views["subject"]}
+    results = {r.table: r for r in processing.run(["PoseEstimation"], only, display_progress=False)}
     assert not results["PoseEstimation"].errors, results["PoseEstimation"].errors
     return {**views, "recording_id": 0, "model_name": "rig3-3d"}
 
@@ -150,7 +152,8 @@ def test_a_3d_estimation_is_cleaned_measured_checked_and_exported(pipeline, tria
     pp, qc, model = pipeline.postprocess, pipeline.qc, pipeline.model
     idx = pp.PostprocessParamSet.insert_new_params("3d median", {"smoothing": "median", "window": 5})
     task = pp.PostprocessTask.generate(triangulated, idx)
-    results = processing.run(["CleanedTrajectory", "Kinematics", "PoseQC", "QCPlots"], display_progress=False)
+    tables = ["CleanedTrajectory", "Kinematics", "PoseQC", "QCPlots"]
+    results = processing.run(tables, {"subject": triangulated["subject"]}, display_progress=False)
     assert not [e for r in results for e in r.errors], [e for r in results for e in r.errors]
     cleaned = pp.CleanedTrajectory.get_dataset(task)
     assert cleaned.attrs["space_unit"] == "mm" and list(cleaned.space.values) == ["x", "y", "z"]
@@ -334,7 +337,9 @@ def test_a_view_with_a_frame_offset_is_paired_by_its_offset(
     )
     assert (threed.MultiViewRecording & mv).fetch1("nframes") == scene.n_frames
     threed.TriangulationTask.insert_task(mv, calibrated, "view2d", model_name="rig3-3d-offset")
-    (result,) = processing.run(["PoseEstimation"], display_progress=False)
+    (result,) = processing.run(
+        ["PoseEstimation"], {"subject": session_key["subject"]}, display_progress=False
+    )
     assert not result.errors, result.errors
     offset = model.PoseEstimation.get_trajectory(
         {**session_key, "recording_id": 0, "model_name": "rig3-3d-offset"}

@@ -578,7 +578,8 @@ class TriangulationTask(dj.Manual):
             One ``Calibration`` of the same rig.
         models : str or dict
             The 2D model of every view, or camera name → model name (models may differ per
-            view; their body parts must match).
+            view; their body parts must match). A view whose recording has no pose-estimation
+            task for its model gets one (:meth:`model.PoseEstimationTask.generate`).
         triangulation_paramset_idx : int
         model_name : str, optional
             The 3D model to register (or reuse); default ``<rig>-3d``.
@@ -629,6 +630,15 @@ class TriangulationTask(dj.Manual):
             "recording_id": reference,
         }
         with cls.connection.transaction:
+            for v in views:  # a view without a 2D task gets one (load or trigger, as generate decides)
+                view_key = {
+                    **pose_key,
+                    "recording_id": v["recording_id"],
+                    "model_name": per_view[v["camera_name"]],
+                }
+                if not model.PoseEstimationTask & view_key:
+                    recording = {k: view_key[k] for k in ("subject", "session_datetime", "recording_id")}
+                    model.PoseEstimationTask.generate(recording, per_view[v["camera_name"]])
             model.Model.insert_triangulation_model(name3d, parts)
             if model.PoseEstimationTask & {**pose_key, "model_name": name3d}:
                 raise dj.errors.DuplicateError(
