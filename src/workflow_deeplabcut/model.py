@@ -963,14 +963,10 @@ class PoseEstimation(dj.Computed):
         if (task["pose_estimation_params"] or {}).get("triangulation"):
             from . import threed
 
-            return (
-                task,
-                None,
-                None,
-                threed.triangulation_inputs(key),
-                None,
-                str(PoseEstimationTask.output_dir(key)),
-            )
+            # Same tuple shape; the views' inputs take the place of the videos (no model, parts
+            # or frame count: the views' estimations carry them).
+            inputs = threed.triangulation_inputs(key)
+            return task, None, None, inputs, None, str(PoseEstimationTask.output_dir(key))
         model = (Model & key).fetch1()
         template = model.pop("config_template")
         if model["engine"] == superanimal.ENGINE:
@@ -986,7 +982,7 @@ class PoseEstimation(dj.Computed):
         """Run DeepLabCut (trigger mode) and read its outputs, outside any transaction (no queries)."""
         output_dir = Path(output_dir)
         if (task["pose_estimation_params"] or {}).get("triangulation"):
-            return self._triangulate(task, videos, output_dir)
+            return self._triangulate(task, videos, output_dir)  # ``videos``: the views' inputs
         source = (task["pose_estimation_params"] or {}).get("source_file")
         if source is not None:
             return self._read_import(task, model, parts, nframes, output_dir)

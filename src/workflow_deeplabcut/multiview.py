@@ -10,7 +10,7 @@ Triangulation works on undistorted, normalised image points, so lens distortion 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -231,7 +231,6 @@ class CalibrationResult:
     reprojection_error: float  # mean px over all corners of all cameras
     n_frames: int  # calibration frames used in the bundle adjustment
     initial_error: float = float("nan")  # the same before bundle adjustment
-    notes: list[str] = field(default_factory=list)
 
 
 def _spread(frames: list[int], limit: int) -> list[int]:
@@ -638,7 +637,6 @@ def _optimise(points, pixels, likelihood, cameras, lk_threshold, scale, smoothin
 
     out = points.copy()
     ext = np.stack([c.extrinsic() for c in cameras])
-    n_cams = len(cameras)
     focal = np.array([c.K[0, 0] for c in cameras], float)
     for k in range(points.shape[1]):
         track = points[:, k]
@@ -671,5 +669,4 @@ def _optimise(points, pixels, likelihood, cameras, lk_threshold, scale, smoothin
         refined = fit.x.reshape(-1, 3)
         refined[~seen] = np.nan  # a point never triangulated stays missing
         out[:, k] = refined
-    del n_cams
     return out
