@@ -56,6 +56,7 @@ collect_ignore = (
         "test_superanimal.py",  # DeepLabCut's model zoo inference: no backend in it
         "test_dlc_files.py",  # DeepLabCut's files around training and pose runs
         "test_threed_dlc.py",  # DeepLabCut per camera view, then triangulation: the embedded run is enough
+        "test_refine_dlc.py",  # two DeepLabCut trainings per loop: the embedded run is enough
         "test_migrate.py",  # it migrates databases on both servers itself
         "test_cli.py",
         "test_notebooks.py",

@@ -828,6 +828,151 @@ def serve(
     run_server(host, port, token, say=lambda line: console.print(line, soft_wrap=True, highlight=False))
 
 
+# --------------------------------------------------------------------------- refine
+refine_app = typer.Typer(
+    help="DeepLabCut's refinement loop as rows: frames out, labels in, outliers, next iteration.",
+    no_args_is_help=True,
+)
+app.add_typer(refine_app, name="refine")
+
+
+def _populate(table, key: dict) -> None:
+    """Populate one key; a failed make is an error of this command."""
+    result = table.populate(key, suppress_errors=True)
+    if result["error_list"]:
+        failed = result["error_list"][0]
+        _fail(f"{table.__name__}: {failed[1] if isinstance(failed, tuple) else failed}")
+
+
+def _recording(key: list[str]) -> dict:
+    from .rows import one_key
+    from .rules import check_key
+
+    model = _pipeline().model
+    return one_key(model.VideoRecording, check_key(model.VideoRecording, parse_key(key)))
+
+
+@command(refine_app, "project")
+def refine_project(
+    name: str = typer.Argument(..., help="A name for the project."),
+    config: Path = typer.Argument(..., help="The DeepLabCut project's config.yaml (or folder)."),
+) -> None:
+    """Register a DeepLabCut project whose refinement loop is recorded.
+
+    Example: workflow-deeplabcut refine project mice ~/dlc/mice-me-2026-01-01/config.yaml
+    """
+    _pipeline().refine.Project.insert_project(name, config)
+    console.print(f"Project {name!r} registered.")
+
+
+@command(refine_app, "extract")
+def refine_extract(
+    project: str = typer.Argument(..., help="The project."),
+    key: list[str] = typer.Option(..., "--key", "-k", help="The recording: NAME=VALUE (repeatable)."),
+    params: int = typer.Option(0, "--params", help="refine.ExtractionParamSet index (0: kmeans, 20 frames)."),
+) -> None:
+    """Extract frames of a recording into the project for labelling (DeepLabCut's selection).
+
+    Example: workflow-deeplabcut refine extract mice -k subject=m1 -k recording_id=1 --params 1
+    """
+    refine = _pipeline().refine
+    task = {"project_name": project, **_recording(key), "extraction_paramset_idx": params}
+    refine.FrameExtraction.insert1(task, skip_duplicates=True)
+    _populate(refine.ExtractedFrames, task)
+    row = (refine.ExtractedFrames & task).fetch1()
+    console.print(f"{row['n_frames']} frame(s) in labeled-data/{row['video_stem']} of project {project!r}.")
+
+
+@command(refine_app, "import-labels")
+def refine_import_labels(
+    project: str = typer.Argument(..., help="The project."),
+    file: Path = typer.Argument(..., help="CollectedData_<scorer>.h5/.csv, or a CSV: frame, bodypart, x, y."),
+    labeled_by: str = typer.Option("", "--labeled-by", help="Who labelled."),
+    held_out: bool = typer.Option(False, "--held-out", help="Keep out of training; measure models with it."),
+    video: str = typer.Option(None, "--video", help="The video's stem, for a CSV without a video column."),
+) -> None:
+    """Import labels (or corrections) into the project's label sets and CollectedData file.
+
+    Example: workflow-deeplabcut refine import-labels mice labels.csv --labeled-by ana --video m1
+    """
+    refine = _pipeline().refine
+    key = refine.LabelSet.import_labels(project, file, labeled_by=labeled_by, held_out=held_out, video=video)
+    n = (refine.LabelSet & key).fetch1("n_labels")
+    console.print(f"Label set {key['label_set_id']}: {n} labelled point(s).")
+
+
+@command(refine_app, "outliers")
+def refine_outliers(
+    project: str = typer.Argument(..., help="The project."),
+    model_name: str = typer.Option(..., "--model", "-m", help="The model whose estimation is checked."),
+    key: list[str] = typer.Option(..., "--key", "-k", help="The recording: NAME=VALUE (repeatable)."),
+    params: int = typer.Option(0, "--params", help="refine.OutlierParamSet index (0: jump > 20 px)."),
+) -> None:
+    """Find a pose estimation's outlier frames and extract them into the project for correction.
+
+    Example: workflow-deeplabcut refine outliers mice -m mice-iteration-0 -k subject=m1 -k recording_id=1
+    """
+    refine = _pipeline().refine
+    task = refine.OutlierTask.insert_task(project, {**_recording(key), "model_name": model_name}, params)
+    _populate(refine.OutlierFrames, task)
+    row = (refine.OutlierFrames & task).fetch1()
+    console.print(
+        f"{row['n_frames']} of {row['n_candidates']} outlier frame(s) extracted into "
+        f"labeled-data/{row['video_stem']}; predictions in {row['machine_labels'] or '-'}."
+    )
+
+
+@command(refine_app, "next-iteration")
+def refine_next_iteration(
+    project: str = typer.Argument(..., help="The project."),
+    training_params: int = typer.Option(..., "--training-params", help="train.TrainingParamSet index."),
+    parent: str = typer.Option(None, "--parent", help="The model refined (after the first iteration)."),
+    model_name: str = typer.Option(None, "--model-name", help="Name of the new model."),
+    train_now: bool = typer.Option(True, "--train/--no-train", help="Train, register and evaluate it now."),
+) -> None:
+    """Merge the labels, start the next iteration, and train, register and evaluate its model.
+
+    Example: workflow-deeplabcut refine next-iteration mice --training-params 1 --parent mice-iteration-0
+    """
+    pipeline = _pipeline()
+    refine, train, model = pipeline.refine, pipeline.train, pipeline.model
+    key = refine.Iteration.start(project, training_params, parent_model=parent, model_name=model_name)
+    row = (refine.Iteration & key).fetch1()
+    console.print(f"Iteration {row['iteration']} of {project!r}: model {row['model_name']!r}.")
+    if train_now:
+        task = {k: row[k] for k in train.TrainingTask.primary_key}
+        _populate(train.ModelTraining, task)
+        _populate(model.ModelRegistration, {"model_name": row["model_name"]})
+        _populate(model.ModelEvaluation, {"model_name": row["model_name"]})
+        ev = (model.ModelEvaluation & {"model_name": row["model_name"]}).fetch1()
+        console.print(
+            f"Trained: train error {ev['train_error']:.2f} px, test error {ev['test_error']:.2f} px."
+        )
+
+
+@command(refine_app, "compare")
+def refine_compare(
+    project: str = typer.Argument(..., help="The project."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per row)."),
+) -> None:
+    """Line up the project's iterations: labels, train/test error, held-out error, QC.
+
+    Example: workflow-deeplabcut refine compare mice --json
+    """
+    import json
+
+    frame = _pipeline().refine.compare(project)
+    if as_json:
+        typer.echo(json.dumps(json.loads(frame.to_json(orient="records")), indent=1))
+        return
+    table = Table(title=f"iterations of {project}")
+    for column in frame.columns:
+        table.add_column(str(column))
+    for values in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in values])
+    console.print(table)
+
+
 def main() -> None:
     """Entry point of the ``workflow-deeplabcut`` command."""
     app()

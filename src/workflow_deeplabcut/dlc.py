@@ -45,6 +45,7 @@ TRAINING_OPTIONS = {
     ".pt path relative to a data root",
     "pytorch_cfg_updates": "dict of dotted pytorch_config.yaml keys to values",
     "dataloader_workers": "data-loading worker processes (default: on a GPU, cores - 1 up to 8; on CPU 0)",
+    "iteration": "the project iteration to train (default: config.yaml's); set by refine.Iteration",
     "max_test_error_fraction": "quality gate: flag the model when its test error passes this fraction "
     "of the frame diagonal (default 0.01)",
 }
@@ -198,6 +199,33 @@ def edit_config(path: str | Path, updates: dict) -> None:
         data[key] = value
     with open(path, "w") as fh:
         round_trip.dump(data, fh)
+
+
+@contextlib.contextmanager
+def config_at_iteration(config: str | Path, iteration: int | None):
+    """Yield a ``config.yaml`` of the project at ``iteration`` (the project's own when it is so).
+
+    DeepLabCut reads the iteration from ``config.yaml``, one per project; a project whose
+    loop has moved on (``refine.Iteration``) still trains, evaluates and runs the models of
+    earlier iterations through a private copy of its config, in the project folder (so
+    DeepLabCut's ``project_path`` stays right), removed afterwards. The project's own config
+    is not edited: other workers may be using it.
+    """
+    path = relocate_project(config)
+    if iteration is None or int(read_config(path)["iteration"]) == int(iteration):
+        yield path
+        return
+    fd, name = tempfile.mkstemp(
+        prefix=f".config-iteration-{int(iteration)}-", suffix=".yaml", dir=path.parent
+    )
+    os.close(fd)
+    copy = Path(name)
+    try:
+        shutil.copyfile(path, copy)
+        edit_config(copy, {"iteration": int(iteration)})
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def relocate_project(config: str | Path) -> Path:
@@ -525,7 +553,8 @@ def train(
     check_project_files(path.parent, [init_snapshot] if init_snapshot else [])
     before = _training_files(path.parent)
     try:
-        return _train(path, shuffle, trainingsetindex, params, modelprefix, init_snapshot)
+        with config_at_iteration(path, params.get("iteration")) as at_iteration:
+            return _train(at_iteration, shuffle, trainingsetindex, params, modelprefix, init_snapshot)
     except BaseException:
         _remove_new_training_files(path.parent, before, shuffle)
         raise

@@ -709,7 +709,14 @@ class ModelEvaluation(dj.Computed):
         return [
             {
                 k: row[k]
-                for k in ("project_path", "shuffle", "trainingsetindex", "snapshotindex", "model_prefix")
+                for k in (
+                    "project_path",
+                    "iteration",
+                    "shuffle",
+                    "trainingsetindex",
+                    "snapshotindex",
+                    "model_prefix",
+                )
             },
             gate if gate is not None else quality.MAX_TEST_ERROR_FRACTION,
         ]
@@ -717,9 +724,12 @@ class ModelEvaluation(dj.Computed):
     def make_compute(self, key, model, gate):
         """Run DeepLabCut's evaluation, outside any transaction; judge the test error."""
         config = dlc.config_path_of(find_full_path(model["project_path"]))
-        with joblog.captured("ModelEvaluation", key):
+        with (
+            joblog.captured("ModelEvaluation", key),
+            dlc.config_at_iteration(config, model["iteration"]) as at,
+        ):
             results = dlc.evaluate(
-                config,
+                at,
                 shuffle=model["shuffle"],
                 trainingsetindex=model["trainingsetindex"],
                 snapshotindex=model["snapshotindex"],
@@ -1009,9 +1019,13 @@ class PoseEstimation(dj.Computed):
                     check=check,
                 )
         elif task["task_mode"] == "trigger":
-            with joblog.captured("PoseEstimation", key):
+            config = dlc.config_path_of(find_full_path(model["project_path"]))
+            with (
+                joblog.captured("PoseEstimation", key),
+                dlc.config_at_iteration(config, model["iteration"]) as at,
+            ):
                 dlc.analyze(
-                    dlc.config_path_of(find_full_path(model["project_path"])),
+                    at,
                     [find_full_path(v) for v in videos],
                     output_dir,
                     shuffle=model["shuffle"],

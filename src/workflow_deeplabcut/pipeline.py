@@ -3,11 +3,11 @@
 Importing this module connects DataJoint to the pipeline's database (starting the embedded
 PostgreSQL when no server is configured) and activates the schemas under the configured
 prefix (``WORKFLOW_DLC_PREFIX``, default ``workflow_dlc_``), with the ``postprocess``, ``qc``,
-``threed`` and ``jobs`` schemas beyond the tutorial's five. Declaration holds a server-side lock, so
-processes that start together on a fresh prefix do not race.
+``threed``, ``refine`` and ``jobs`` schemas beyond the tutorial's five. Declaration holds a
+server-side lock, so processes that start together on a fresh prefix do not race.
 """
 
-from . import database, jobs, lab, migrate, model, postprocess, qc, session, subject, threed, train
+from . import database, jobs, lab, migrate, model, postprocess, qc, refine, session, subject, threed, train
 from .settings import with_prefix
 
 SCHEMAS = {
@@ -19,6 +19,7 @@ SCHEMAS = {
     "postprocess": postprocess,
     "qc": qc,
     "threed": threed,
+    "refine": refine,
     "jobs": jobs,
 }
 
@@ -70,6 +71,8 @@ __all__ = [
     "model",
     "postprocess",
     "qc",
+    "threed",
+    "refine",
     "jobs",
     "activate",
     "tables",

@@ -100,7 +100,7 @@ def is_transient(message: str) -> bool:
 # ------------------------------------------------------------------------------ tables
 def computed_tables() -> dict:
     """Return the pipeline's auto-populated tables by name, in dependency order."""
-    from .pipeline import model, postprocess, qc, threed, train
+    from .pipeline import model, postprocess, qc, refine, threed, train
 
     return {
         "ModelTraining": train.ModelTraining,
@@ -114,6 +114,9 @@ def computed_tables() -> dict:
         "PoseQC": qc.PoseQC,
         "QCPlots": qc.QCPlots,
         "LabeledVideo": qc.LabeledVideo,
+        "ExtractedFrames": refine.ExtractedFrames,
+        "OutlierFrames": refine.OutlierFrames,
+        "HeldOutError": refine.HeldOutError,
     }
 
 

@@ -35,6 +35,11 @@ class SyntheticSpec:
     fps: float = 30.0
     period: int = 100
     seed: int = 0
+    #: How far the tail trails the head on the circle, as a fraction of a turn.
+    tail_lag: float = 0.5
+    #: ``"plain"``: a dark floor; ``"split"``: the right half of the arena is a bright
+    #: checkerboard (a part of the behaviour that looks different, for the refinement loop).
+    floor: str = "plain"
 
     @property
     def radius(self) -> float:
@@ -64,7 +69,7 @@ def ground_truth(spec: SyntheticSpec) -> pd.DataFrame:
     centre = (spec.size - 1) / 2
     columns = {}
     for i, part in enumerate(BODY_PARTS):
-        angle = 2 * np.pi * t / spec.period - i * np.pi
+        angle = 2 * np.pi * t / spec.period - i * 2 * np.pi * spec.tail_lag
         columns[(part, "x")] = centre + spec.radius * np.cos(angle)
         columns[(part, "y")] = centre - spec.radius * np.sin(angle)
     frame = pd.DataFrame(columns, index=pd.RangeIndex(spec.n_frames, name="frame"))
@@ -89,6 +94,12 @@ def render_frames(spec: SyntheticSpec) -> np.ndarray:
     truth = ground_truth(spec)
     yy, xx = np.mgrid[0 : spec.size, 0 : spec.size]
     frames = rng.integers(10, 40, size=(spec.n_frames, spec.size, spec.size, 3), dtype=np.uint8)
+    if spec.floor == "split":
+        squares = ((xx // 8 + yy // 8) % 2).astype(np.uint8)
+        right = xx >= spec.size / 2
+        frames[:, right] = (150 + 60 * squares[right])[None, :, None] + frames[:, right] % 16
+    elif spec.floor != "plain":
+        raise ValueError(f"floor must be 'plain' or 'split', not {spec.floor!r}.")
     radii = {"head": spec.size / 16, "tail": spec.size / 21}
     for f in range(spec.n_frames):
         for part in BODY_PARTS:

@@ -35,6 +35,11 @@ def check_training_params(params: dict) -> dict:
     if unknown:
         accepted = "; ".join(f"{k}: {v}" for k, v in dlc.TRAINING_OPTIONS.items())
         raise ValueError(f"Unknown training param(s) {sorted(unknown)}. Accepted: {accepted}.")
+    iteration = params.get("iteration")
+    if iteration is not None and (
+        isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0
+    ):
+        raise ValueError(f"Training param 'iteration' must be a non-negative integer, not {iteration!r}.")
     gate = params.get("max_test_error_fraction")
     if gate is not None and (
         isinstance(gate, bool) or not isinstance(gate, int | float) or not 0 < gate <= 1
@@ -157,6 +162,8 @@ class ModelTraining(dj.Computed):
                 init_snapshot=find_full_path(init) if init not in (None, *dlc.INIT_CHOICES) else None,
             )
         cfg = dlc.read_config(config) | {"training_filelist_datajoint": files}
+        if params.get("iteration") is not None:
+            cfg["iteration"] = params["iteration"]  # trained at this iteration, whatever config.yaml says
         return (
             result.latest_snapshot,
             to_relative(result.snapshot_path),
