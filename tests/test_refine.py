@@ -241,3 +241,35 @@ def test_outlier_criteria_are_deeplabcuts():
     assert listed.tolist() == [3, 5] and score is None
     only_tail, _ = find_outliers(frame, OUTLIER_DEFAULTS | {"comparison_body_parts": ["tail"]})
     assert only_tail.tolist() == []
+
+
+def test_held_out_error_of_an_imported_estimate(pipeline, project, noisy, tmp_path):
+    """HeldOutError compares an estimation with held-out labels of its recording."""
+    refine = pipeline.refine
+    est = noisy["key"]
+    rec = {k: est[k] for k in pipeline.model.VideoRecording.primary_key}
+    refine.FrameExtraction.insert1({"project_name": "rows", **rec, "extraction_paramset_idx": 1})
+    refine.ExtractedFrames.populate(rec)
+    frames = sorted(r["frame_index"] for r in (refine.ExtractedFrames.Frame & rec).to_dicts())
+    truth = synthetic.ground_truth(noisy["spec"])
+    truth_rows(truth, frames, noisy["video"].stem).to_csv(tmp_path / "held.csv", index=False)
+    held = refine.LabelSet.import_labels("rows", tmp_path / "held.csv", held_out=True)
+    refine.HeldOutError.populate(est)
+    row = (refine.HeldOutError & est & held).fetch1()
+    estimate = noisy["frame"].droplevel(0, axis=1) if noisy["frame"].columns.nlevels == 3 else noisy["frame"]
+    errors = np.concatenate(
+        [
+            np.hypot(
+                estimate.loc[frames, (b, "x")].to_numpy() - truth.loc[frames, (b, "x")].to_numpy(),
+                estimate.loc[frames, (b, "y")].to_numpy() - truth.loc[frames, (b, "y")].to_numpy(),
+            )
+            for b in synthetic.BODY_PARTS
+        ]
+    )
+    errors = errors[np.isfinite(errors)]
+    assert row["n_points"] == len(errors)
+    assert row["median_error"] == pytest.approx(np.median(errors))
+    assert row["max_error"] == pytest.approx(errors.max())
+    # An estimation by a model of another project (here an external one) has no outliers to give it.
+    with pytest.raises(InputError, match="not trained in project"):
+        refine.OutlierTask.insert_task("rows", est)

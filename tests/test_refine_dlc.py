@@ -197,12 +197,14 @@ def test_refinement_loop_from_the_shell(pipeline, raw_root, new_session, camera,
     pipeline.model.PoseEstimationTask.insert1(
         {**rec, "model_name": "loop-cli-iteration-1", "task_mode": "trigger"}
     )
-    done = run_cli("run", "-k", f"subject={rec['subject']}", "-t", "PoseEstimation", "-t", "HeldOutError")
+    done = run_cli(
+        "run", "-k", f"subject={rec['subject']}", "-t", "PoseEstimation", "-t", "HeldOutError", "-t", "PoseQC"
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     rows = json.loads(shell("compare", "loop-cli", "--json"))
     assert [r["iteration"] for r in rows] == [0, 1]
     assert rows[1]["parent_model"] == "loop-cli-iteration-0"
     assert rows[1]["held_out_median_error"] <= 0.7 * rows[0]["held_out_median_error"], rows
-    assert all(r["test_error"] is not None for r in rows)
+    assert all(r["test_error"] is not None and r["fraction_below_pcutoff"] is not None for r in rows)
     assert "iterations of loop-cli" in shell("compare", "loop-cli")

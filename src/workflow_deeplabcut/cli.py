@@ -842,6 +842,8 @@ def _populate(table, key: dict) -> None:
     if result["error_list"]:
         failed = result["error_list"][0]
         _fail(f"{table.__name__}: {failed[1] if isinstance(failed, tuple) else failed}")
+    if not table & key:
+        _fail(f"{table.__name__} has nothing to compute for {key}: are its inputs there?")
 
 
 def _recording(key: list[str]) -> dict:

@@ -601,6 +601,11 @@ class Iteration(dj.Manual):
                     f"Iteration {n} of {project_name!r} refines a model: give parent_model "
                     f"(iteration {last['iteration']}'s is {last['model_name']!r})."
                 )
+            if int(cfg["iteration"]) > n:
+                raise InputError(
+                    f"{config} is at iteration {cfg['iteration']}, past this pipeline's next ({n}): the "
+                    "project moved on outside the pipeline. Set its iteration back, or register it anew."
+                )
             if parent_model != last["model_name"]:
                 raise InputError(
                     f"parent_model {parent_model!r} is not iteration {last['iteration']}'s model "
@@ -1024,7 +1029,7 @@ def _plain_labels(path: Path, video: str | None) -> pd.DataFrame:
 
 
 def label_errors(frame: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
-    """Euclidean errors (px) of an estimation (columns ``bodyparts, coords``) at labelled points."""
+    """Euclidean errors (px) of an estimation (columns ``bodyparts, coords``) at labelled points it has."""
     parts = set(frame.columns.get_level_values("bodyparts"))
     labels = labels[labels["body_part"].isin(parts) & (labels["frame_index"] < len(frame))]
     px = np.array(
@@ -1035,7 +1040,8 @@ def label_errors(frame: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
         [frame.at[f, (b, "y")] for f, b in zip(labels["frame_index"], labels["body_part"], strict=True)],
         float,
     )
-    return np.hypot(px - labels["x"].to_numpy(float), py - labels["y"].to_numpy(float))
+    errors = np.hypot(px - labels["x"].to_numpy(float), py - labels["y"].to_numpy(float))
+    return errors[np.isfinite(errors)]  # a point the estimate lacks is not compared
 
 
 # --------------------------------------------------------------------------- helpers
