@@ -116,6 +116,27 @@ def _hashed_contents(idx: str, rows: list[tuple[int, str, dict]], defaults: dict
     ]
 
 
+class _ParamSet:
+    """``insert_new_params`` of a hashed param set checked against its defaults."""
+
+    _idx: str
+    _defaults: dict
+    _what: str
+
+    @classmethod
+    def insert_new_params(cls, paramset_desc: str, params: dict, paramset_idx: int | None = None) -> int:
+        """Insert (or find) a param set, checked against the defaults; return its index.
+
+        Raises
+        ------
+        InputError
+            For an unknown key or a bad value (see :func:`check_params`).
+        """
+        params = check_params(params, cls._defaults, cls._what)
+        attrs = (cls._idx, "paramset_desc", "param_set_hash", "params")
+        return insert_hashed(cls, attrs, paramset_desc, params, paramset_idx)
+
+
 @schema
 class Project(dj.Manual):
     definition = """
@@ -165,7 +186,7 @@ class Project(dj.Manual):
 
 
 @schema
-class ExtractionParamSet(dj.Lookup):
+class ExtractionParamSet(_ParamSet, dj.Lookup):
     definition = """
     # how frames to label are picked (DeepLabCut's extract_frames options)
     extraction_paramset_idx: int16
@@ -183,18 +204,7 @@ class ExtractionParamSet(dj.Lookup):
         ],
         EXTRACTION_DEFAULTS,
     )
-
-    @classmethod
-    def insert_new_params(cls, paramset_desc: str, params: dict, paramset_idx: int | None = None) -> int:
-        """Insert (or find) a frame extraction param set; return its index."""
-        params = check_params(params, EXTRACTION_DEFAULTS, "extraction")
-        return insert_hashed(
-            cls,
-            ("extraction_paramset_idx", "paramset_desc", "param_set_hash", "params"),
-            paramset_desc,
-            params,
-            paramset_idx,
-        )
+    _idx, _defaults, _what = "extraction_paramset_idx", EXTRACTION_DEFAULTS, "extraction"
 
 
 @schema
@@ -244,7 +254,7 @@ class ExtractedFrames(dj.Computed):
 
 
 @schema
-class OutlierParamSet(dj.Lookup):
+class OutlierParamSet(_ParamSet, dj.Lookup):
     definition = """
     # which frames of an estimation are outliers (DeepLabCut's extract_outlier_frames options)
     outlier_paramset_idx: int16
@@ -263,18 +273,7 @@ class OutlierParamSet(dj.Lookup):
         ],
         OUTLIER_DEFAULTS,
     )
-
-    @classmethod
-    def insert_new_params(cls, paramset_desc: str, params: dict, paramset_idx: int | None = None) -> int:
-        """Insert (or find) an outlier param set; return its index."""
-        params = check_params(params, OUTLIER_DEFAULTS, "outlier")
-        return insert_hashed(
-            cls,
-            ("outlier_paramset_idx", "paramset_desc", "param_set_hash", "params"),
-            paramset_desc,
-            params,
-            paramset_idx,
-        )
+    _idx, _defaults, _what = "outlier_paramset_idx", OUTLIER_DEFAULTS, "outlier"
 
 
 @schema
