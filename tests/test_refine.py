@@ -144,6 +144,14 @@ def test_frames_labels_and_merge_as_rows(pipeline, project, tmp_path):
         refine.Iteration.start("rows", idx_train)
     assert (_counts(refine), len(train.TrainingTask())) == before
     assert dlc.read_config(config)["iteration"] == 0
+    # Something changed, but iteration 0's model is not trained yet: still nothing is written.
+    truth_rows(truth, picked[:1], "arena").to_csv(tmp_path / "again.csv", index=False)
+    refine.LabelSet.import_labels("rows", tmp_path / "again.csv")
+    before = _counts(refine), len(train.TrainingTask())
+    with pytest.raises(InputError, match="not trained and registered"):
+        refine.Iteration.start("rows", idx_train, parent_model="rows-iteration-0")
+    assert (_counts(refine), len(train.TrainingTask())) == before
+    assert dlc.read_config(config)["iteration"] == 0
 
 
 @pytest.mark.parametrize(
@@ -273,3 +281,70 @@ def test_held_out_error_of_an_imported_estimate(pipeline, project, noisy, tmp_pa
     # An estimation by a model of another project (here an external one) has no outliers to give it.
     with pytest.raises(InputError, match="not trained in project"):
         refine.OutlierTask.insert_task("rows", est)
+
+
+def test_cropped_frames_keep_their_offset(pipeline, raw_root, new_session, camera, tmp_path):
+    """Frames extracted with a crop hold the crop; labels in them measure estimations right."""
+    refine, model = pipeline.refine, pipeline.model
+    spec = synthetic.SyntheticSpec(n_frames=60)
+    root = raw_root / "refine-crop"
+    video = synthetic.make_video(root / "videos", spec, name="cropped")
+    config = dlc.create_project("crop", "truth", video, root, bodyparts=list(synthetic.BODY_PARTS))
+    rec = model.VideoRecording.insert_recording(new_session("rc"), 1, camera, [video])
+    model.RecordingInfo.populate(rec)
+    refine.Project.insert_project("crop", config)
+    crop = [32, 96, 16, 112]
+    idx = refine.ExtractionParamSet.insert_new_params("crop", {"numframes": 6, "crop": crop})
+    with pytest.raises(InputError, match="crop"):
+        refine.ExtractionParamSet.insert_new_params("bad crop", {"crop": [96, 32, 16, 112]})
+    refine.FrameExtraction.insert1({"project_name": "crop", **rec, "extraction_paramset_idx": idx})
+    refine.ExtractedFrames.populate(rec)
+    row = (refine.ExtractedFrames & rec).fetch1()
+    assert (row["crop_x"], row["crop_y"]) == (32, 16)
+    frames = sorted(r["frame_index"] for r in (refine.ExtractedFrames.Frame & rec).to_dicts())
+    from PIL import Image
+
+    for f in frames:
+        assert Image.open(config.parent / f"labeled-data/cropped/img{f:02d}.png").size == (64, 96)
+    assert (
+        dlc.read_config(config)["video_sets"][str(config.parent / "videos" / "cropped.mp4")]["crop"]
+        == "32, 96, 16, 112"
+    )
+
+    # Labels in the crop's coordinates; a label past the crop is outside its image.
+    truth = synthetic.ground_truth(spec)
+    inside = [
+        f
+        for f in frames
+        if (
+            (truth.loc[f].xs("x", level="coords") - 32).between(0, 64).all()
+            and (truth.loc[f].xs("y", level="coords") - 16).between(0, 96).all()
+        )
+    ]
+    assert inside
+    shifted = truth.copy()
+    shifted.loc[:, (slice(None), "x")] -= 32
+    shifted.loc[:, (slice(None), "y")] -= 16
+    table = truth_rows(shifted, inside, "cropped")
+    table.loc[0, "x"] = 70.0
+    table.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match="outside the image"):
+        refine.LabelSet.import_labels("crop", tmp_path / "bad.csv", held_out=True)
+    truth_rows(shifted, inside, "cropped").to_csv(tmp_path / "held.csv", index=False)
+    held = refine.LabelSet.import_labels("crop", tmp_path / "held.csv", held_out=True)
+
+    # The truth itself, imported as an estimation, is 0 px from the (shifted back) labels.
+    estimate = truth.copy()
+    for part in synthetic.BODY_PARTS:
+        estimate[(part, "likelihood")] = 1.0
+    estimate = estimate.reindex(
+        columns=pd.MultiIndex.from_product(
+            [synthetic.BODY_PARTS, ["x", "y", "likelihood"]], names=["bodyparts", "coords"]
+        )
+    )
+    h5 = synthetic.write_dlc_h5(estimate, root / "cropped_DLC_truth.h5")
+    model.Model.insert_external_model("crop-truth", list(synthetic.BODY_PARTS), "DeepLabCut")
+    est = model.PoseEstimationTask.generate_import(rec, "crop-truth", h5, "DeepLabCut")
+    model.PoseEstimation.populate(est)
+    refine.HeldOutError.populate(est)
+    assert (refine.HeldOutError & est & held).fetch1("max_error") == pytest.approx(0, abs=1e-9)

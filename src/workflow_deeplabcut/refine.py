@@ -52,6 +52,7 @@ EXTRACTION_DEFAULTS = {
     "numframes": 20,  # DeepLabCut's numframes2pick
     "start": 0.0,  # fraction of the video
     "stop": 1.0,
+    "crop": None,  # [x1, x2, y1, y2] in px: frames are cropped so (labels in the crop's coordinates)
     "cluster_step": 1,
     "cluster_resizewidth": 30,
     "cluster_color": False,
@@ -102,6 +103,14 @@ def check_params(params: dict, defaults: dict, what: str) -> dict:
         raise InputError(
             f"start and stop must satisfy 0 <= start < stop <= 1, not {out['start']}, {out['stop']}."
         )
+    crop = out.get("crop")
+    if crop is not None and (
+        not isinstance(crop, list | tuple)
+        or len(crop) != 4
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in crop)
+        or not (crop[0] < crop[1] and crop[2] < crop[3])
+    ):
+        raise InputError(f"crop must be [x1, x2, y1, y2] in px with x1 < x2 and y1 < y2, not {crop!r}.")
     if what == "outlier" and out["algorithm"] == "list":
         frames = out["frames"]
         if not frames or not all(isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in frames):
@@ -225,6 +234,8 @@ class ExtractedFrames(dj.Computed):
     ---
     video_stem: varchar(255)  # the labeled-data folder
     n_frames: int32
+    crop_x=0: int32  # the crop's left edge: x in the video = x in the image + crop_x
+    crop_y=0: int32  # the crop's top edge
     """
 
     class Frame(dj.Part):
@@ -244,12 +255,14 @@ class ExtractedFrames(dj.Computed):
     def make_compute(self, key, config, video, params):
         """Pick the frames and write them into the project, outside any transaction."""
         frames = select_frames(Path(video), params)
-        images = write_frames(Path(config), Path(video), frames)
-        return Path(video).stem, images
+        images = write_frames(Path(config), Path(video), frames, params.get("crop"))
+        return Path(video).stem, images, params.get("crop") or [0, 0, 0, 0]
 
-    def make_insert(self, key, stem, images):
+    def make_insert(self, key, stem, images, crop):
         """Record the frames."""
-        self.insert1({**key, "video_stem": stem, "n_frames": len(images)})
+        self.insert1(
+            {**key, "video_stem": stem, "n_frames": len(images), "crop_x": crop[0], "crop_y": crop[2]}
+        )
         self.Frame.insert([{**key, "frame_index": f, "image_path": p} for f, p in images.items()])
 
 
@@ -314,7 +327,7 @@ class OutlierFrames(dj.Computed):
     -> OutlierTask
     ---
     video_stem: varchar(255)  # the labeled-data folder
-    n_candidates: int32  # frames that met the criterion and were not labelled already
+    n_candidates: int32  # frames that met the criterion and were not in the project already
     n_frames: int32  # frames extracted (up to numframes of the candidates)
     machine_labels: varchar(255)  # the model's predictions for them, relative to the project
     """
@@ -334,24 +347,27 @@ class OutlierFrames(dj.Computed):
         config = Project.config(key)
         mdl = (model.Model & {"model_name": key["model_name"]}).fetch1()
         rec = {a: key[a] for a in model.VideoRecording.primary_key}
-        labelled = (LabelSet.Label & rec & {"project_name": key["project_name"]}).keys()
+        mine = {"project_name": key["project_name"], **rec}
+        extracted = [
+            r["frame_index"] for t in (ExtractedFrames, OutlierFrames) for r in (t.Frame & mine).keys()
+        ]
         return (
             str(config),
             str(_single_video(key)),
             mdl["scorer"],
             mdl["iteration"],
             (OutlierParamSet & key).fetch1("params"),
-            sorted({r["frame_index"] for r in labelled}),
+            sorted(set(extracted)),
         )
 
-    def make_compute(self, key, config, video, scorer, iteration, params, labelled):
+    def make_compute(self, key, config, video, scorer, iteration, params, extracted):
         """Find the outliers, pick frames among them, write them and the predictions."""
         # The stored array is read here, not fetched: an estimation's poses never change.
         frame = model.PoseEstimation.get_trajectory({k: key[k] for k in model.PoseEstimation.primary_key})
         frame.columns = frame.columns.set_levels([scorer], level="scorer")
         candidates, scores = find_outliers(frame, params)
-        # A frame labelled already (for training or held out) is not offered again.
-        candidates = np.setdiff1d(candidates, labelled)
+        # A frame in the project already (to label, labelled or held out) is not offered again.
+        candidates = np.setdiff1d(candidates, extracted)
         picked = (
             select_frames(Path(video), params | {"algorithm": params["extraction"]}, candidates)
             if len(candidates)
@@ -618,6 +634,11 @@ class Iteration(dj.Manual):
                 else f"Project {project_name!r} has no labels to train on; import some "
                 "(LabelSet.import_labels)."
             )
+        if done and not model.Model & {"model_name": parent_model}:
+            raise InputError(
+                f"Iteration {last['iteration']}'s model {parent_model!r} is not trained and registered "
+                "yet: run ModelTraining and ModelRegistration (`run`) first."
+            )
         _check_labelled_folders(project_name, config)
         model_name = model_name or f"{project_name}-iteration-{n}"[:64]
         if model.Model & {"model_name": model_name} or model.PendingModel & {"model_name": model_name}:
@@ -711,6 +732,12 @@ class HeldOutError(dj.Computed):
         """Compare the estimation with the labels at the labelled frames."""
         est = {k: key[k] for k in model.PoseEstimation.primary_key}
         labels = (LabelSet.Label & key).to_pandas().reset_index()
+        # Labels are in their image's coordinates: a cropped frame's are shifted back.
+        rec = model.VideoRecording.primary_key
+        frames = _project_frames(key["project_name"])[[*rec, "frame_index", "crop_x", "crop_y"]]
+        labels = labels.merge(frames, on=[*rec, "frame_index"], how="left")
+        labels["x"] = labels["x"] + labels["crop_x"].fillna(0)
+        labels["y"] = labels["y"] + labels["crop_y"].fillna(0)
         frame = model.PoseEstimation.get_trajectory(est)
         frame.columns = frame.columns.droplevel("scorer")
         errors = label_errors(frame, labels)
@@ -856,6 +883,8 @@ def select_frames(video: Path, params: dict, candidates=None) -> list[int]:
 
     cap = VideoWriter(str(video))
     try:
+        if params.get("crop"):
+            _crop(cap, params["crop"], video)
         state = np.random.get_state()
         np.random.seed(params["seed"])
         try:
@@ -888,8 +917,18 @@ def image_name(frame_index: int, nframes: int) -> str:
     return f"img{str(frame_index).zfill(width)}.png"
 
 
-def write_frames(config: Path, video: Path, frames: list[int]) -> dict[int, str]:
+def _crop(cap, crop, video: Path) -> None:
+    width, height = cap.dimensions
+    if crop[1] > width or crop[3] > height:
+        raise InputError(f"crop {list(crop)} goes past {video}'s {width}x{height} frames.")
+    cap.set_bbox(*crop)
+
+
+def write_frames(config: Path, video: Path, frames: list[int], crop=None) -> dict[int, str]:
     """Write frames as ``labeled-data/<stem>/imgNNNN.png`` (kept if there) and list the video in the config.
+
+    ``crop`` (``[x1, x2, y1, y2]``) writes that part of each frame, as DeepLabCut's
+    ``extract_frames`` does with cropping on, and is recorded as the video's crop.
 
     Returns
     -------
@@ -905,12 +944,14 @@ def write_frames(config: Path, video: Path, frames: list[int]) -> dict[int, str]
     cap = VideoWriter(str(video))
     try:
         nframes, (width, height) = len(cap), cap.dimensions
+        if crop:
+            _crop(cap, crop, video)
         images = {}
         for f in frames:
             path = folder / image_name(f, nframes)
             if not path.exists():
                 cap.set_to_frame(f)
-                image = cap.read_frame()
+                image = cap.read_frame(crop=bool(crop))
                 if image is None:
                     raise InputError(f"{video}: frame {f} could not be read.")
                 tmp = path.with_suffix(".partial.png")
@@ -919,7 +960,7 @@ def write_frames(config: Path, video: Path, frames: list[int]) -> dict[int, str]
             images[f] = path.relative_to(project).as_posix()
     finally:
         cap.close()
-    _add_video(config, video, width, height)
+    _add_video(config, video, crop or [0, width, 0, height], replace=bool(crop))
     return images
 
 
@@ -1078,20 +1119,22 @@ def _project_frames(project_name: str) -> pd.DataFrame:
     rows = []
     for table in (ExtractedFrames, OutlierFrames):
         masters = {
-            tuple(m[a] for a in table.primary_key): m["video_stem"]
+            tuple(m[a] for a in table.primary_key): m
             for m in (table & {"project_name": project_name}).to_dicts()
         }
         for r in (table.Frame & {"project_name": project_name}).to_dicts():
-            stem = masters[tuple(r[a] for a in table.primary_key)]
+            master = masters[tuple(r[a] for a in table.primary_key)]
             rows.append(
                 {
-                    "video_stem": stem,
+                    "video_stem": master["video_stem"],
                     "frame_index": r["frame_index"],
                     "image_path": r["image_path"],
+                    "crop_x": master.get("crop_x", 0),  # outlier frames are whole frames
+                    "crop_y": master.get("crop_y", 0),
                     **{a: r[a] for a in rec},
                 }
             )
-    columns = ["video_stem", "frame_index", "image_path", *rec]
+    columns = ["video_stem", "frame_index", "image_path", "crop_x", "crop_y", *rec]
     return pd.DataFrame(rows, columns=columns).drop_duplicates(["video_stem", "frame_index"])
 
 
@@ -1173,13 +1216,19 @@ def write_collected_data(project_name: str, stem: str, held_out: bool = False) -
     return path
 
 
-def _add_video(config: Path, video: Path, width: int, height: int) -> None:
-    """List a video in ``video_sets`` (DeepLabCut trains only on labelled videos listed there)."""
+def _add_video(config: Path, video: Path, crop, replace: bool = False) -> None:
+    """List a video in ``video_sets`` (DeepLabCut trains only on labelled videos listed there).
+
+    ``replace`` sets the crop of a video listed already (as ``extract_frames`` with a crop does).
+    """
     cfg = dlc.read_config(config)
     sets = dict(cfg.get("video_sets") or {})
-    if any(Path(v).stem == video.stem for v in sets):
+    text = ", ".join(str(int(c)) for c in crop)
+    listed = [v for v in sets if Path(v).stem == video.stem]
+    if listed and (not replace or all((sets[v] or {}).get("crop") == text for v in listed)):
         return
-    sets[str(video)] = {"crop": f"0, {width}, 0, {height}"}
+    for v in listed or [str(video)]:
+        sets[v] = {**(sets.get(v) or {}), "crop": text}
     dlc.edit_config(config, {"video_sets": sets})
 
 
