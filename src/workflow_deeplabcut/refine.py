@@ -81,6 +81,20 @@ _IMAGE = re.compile(r"^img(\d+)\.png$")
 def check_params(params: dict, defaults: dict, what: str) -> dict:
     """Return ``params`` completed with ``defaults``, refusing unknown keys and bad values.
 
+    Parameters
+    ----------
+    params : dict
+        The given params.
+    defaults : dict
+        :data:`EXTRACTION_DEFAULTS` or :data:`OUTLIER_DEFAULTS`.
+    what : str
+        ``"extraction"`` or ``"outlier"`` (named in messages; picks the algorithms allowed).
+
+    Returns
+    -------
+    dict
+        Every key of ``defaults``.
+
     Raises
     ------
     InputError
@@ -876,7 +890,20 @@ def find_outliers(frame: pd.DataFrame, params: dict) -> tuple[np.ndarray, np.nda
 def select_frames(video: Path, params: dict, candidates=None) -> list[int]:
     """Pick frames with DeepLabCut's own selection (``kmeans`` or ``uniform``), seeded.
 
-    ``candidates`` restricts the choice (outliers), as DeepLabCut's ``Index`` argument does.
+    Parameters
+    ----------
+    video : Path
+        The video file.
+    params : dict
+        ``algorithm``, ``numframes``, ``seed``, optionally ``start``, ``stop``, ``crop`` and the
+        ``cluster_*`` options (:data:`EXTRACTION_DEFAULTS`).
+    candidates : array-like of int, optional
+        Restrict the choice to these frames (outliers), as DeepLabCut's ``Index`` argument does.
+
+    Returns
+    -------
+    list of int
+        Sorted frame numbers (kmeans may return fewer than ``numframes``).
     """
     from deeplabcut.utils import frameselectiontools
     from deeplabcut.utils.auxfun_videos import VideoWriter
@@ -912,7 +939,20 @@ def select_frames(video: Path, params: dict, candidates=None) -> list[int]:
 
 
 def image_name(frame_index: int, nframes: int) -> str:
-    """DeepLabCut's name of an extracted frame: ``img`` + the index zero-padded to the video's digits."""
+    """Return DeepLabCut's name of an extracted frame.
+
+    Parameters
+    ----------
+    frame_index : int
+        The frame number.
+    nframes : int
+        The video's frame count: the number is zero-padded to ``ceil(log10(nframes))`` digits.
+
+    Returns
+    -------
+    str
+        ``img<padded number>.png``.
+    """
     width = int(np.ceil(np.log10(nframes))) if nframes > 1 else 1
     return f"img{str(frame_index).zfill(width)}.png"
 
@@ -927,8 +967,17 @@ def _crop(cap, crop, video: Path) -> None:
 def write_frames(config: Path, video: Path, frames: list[int], crop=None) -> dict[int, str]:
     """Write frames as ``labeled-data/<stem>/imgNNNN.png`` (kept if there) and list the video in the config.
 
-    ``crop`` (``[x1, x2, y1, y2]``) writes that part of each frame, as DeepLabCut's
-    ``extract_frames`` does with cropping on, and is recorded as the video's crop.
+    Parameters
+    ----------
+    config : Path
+        The project's ``config.yaml``.
+    video : Path
+        The video file.
+    frames : list of int
+        Frame numbers.
+    crop : list of int, optional
+        ``[x1, x2, y1, y2]``: write that part of each frame, as DeepLabCut's ``extract_frames``
+        does with cropping on; recorded as the video's crop in ``video_sets``.
 
     Returns
     -------
@@ -967,7 +1016,26 @@ def write_frames(config: Path, video: Path, frames: list[int], crop=None) -> dic
 def write_machine_labels(
     config: Path, stem: str, frame: pd.DataFrame, images: dict[int, str], iteration: int
 ) -> str:
-    """Write the model's predictions for the extracted frames as DeepLabCut's ``machinelabels-iter<N>.h5``."""
+    """Write the model's predictions for extracted frames as DeepLabCut's ``machinelabels-iter<N>.h5``.
+
+    Parameters
+    ----------
+    config : Path
+        The project's ``config.yaml``.
+    stem : str
+        The video's stem (its ``labeled-data`` folder).
+    frame : pandas.DataFrame
+        The estimation, DeepLabCut's layout, one row per frame.
+    images : dict
+        Frame number → image path relative to the project.
+    iteration : int
+        The model's iteration (in the file name, as DeepLabCut names it).
+
+    Returns
+    -------
+    str
+        The file, relative to the project ("" when there are no frames).
+    """
     folder = config.parent / "labeled-data" / stem
     path = folder / f"machinelabels-iter{iteration}.h5"
     if not images:
@@ -1069,7 +1137,20 @@ def _plain_labels(path: Path, video: str | None) -> pd.DataFrame:
 
 
 def label_errors(frame: pd.DataFrame, labels: pd.DataFrame) -> np.ndarray:
-    """Euclidean errors (px) of an estimation (columns ``bodyparts, coords``) at labelled points it has."""
+    """Return the Euclidean errors (px) of an estimation at the labelled points it has.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The estimation: columns ``(bodyparts, coords)``, one row per frame.
+    labels : pandas.DataFrame
+        ``frame_index``, ``body_part``, ``x``, ``y`` in the video's coordinates.
+
+    Returns
+    -------
+    numpy.ndarray
+        One error per label whose body part and frame the estimation has (and did not lose).
+    """
     parts = set(frame.columns.get_level_values("bodyparts"))
     labels = labels[labels["body_part"].isin(parts) & (labels["frame_index"] < len(frame))]
     px = np.array(
@@ -1171,11 +1252,20 @@ def _training_label_rows(project_name: str, held_out: bool = False) -> list[dict
 
 
 def write_collected_data(project_name: str, stem: str, held_out: bool = False) -> Path:
-    """Write a video's labels as DeepLabCut's ``CollectedData_<scorer>.h5`` and ``.csv``.
+    """Write a video's labels as DeepLabCut's ``CollectedData_<scorer>.h5`` and ``.csv``; return the .h5.
 
     Labels in the file that no label set holds (labelled outside the pipeline) are kept; a
     frame labelled by several label sets takes the latest. Held-out labels go to
     ``HeldOut_<scorer>.h5`` instead, which DeepLabCut does not train on.
+
+    Parameters
+    ----------
+    project_name : str
+        A :class:`Project`.
+    stem : str
+        The video's stem (its ``labeled-data`` folder).
+    held_out : bool
+        Write the held-out labels instead.
     """
     project = (Project & {"project_name": project_name}).fetch1()
     config = Project.config(project)
