@@ -97,6 +97,7 @@ def test_refinement_loop_in_python(pipeline, raw_root, new_session, camera, tmp_
     assert found["n_frames"] == len(outliers) == 20 and found["n_candidates"] >= 20
     assert not set(outliers) & set(left + held)  # labelled frames are not offered again
     uncovered = np.mean([f not in LEFT for f in outliers])
+    print(f"outlier frames outside the covered half: {uncovered:.0%} of {len(outliers)}")
     assert uncovered >= 0.8, (uncovered, outliers)
     scores = [r["score"] for r in (refine.OutlierFrames.Frame & otask).to_dicts()]
     assert all(s < 0.5 for s in scores) and all(
