@@ -126,7 +126,9 @@ def test_frames_labels_and_merge_as_rows(pipeline, project, tmp_path):
     )
     it0 = refine.Iteration.start("rows", idx_train)
     row = (refine.Iteration & it0).fetch1()
-    assert row["iteration"] == 0 and row["parent_model"] is None and row["model_name"] == "rows-iteration-0"
+    assert (
+        row["iteration"] == 0 and row["parent_model"] is None and row["trained_model"] == "rows-iteration-0"
+    )
     assert sorted(k["label_set_id"] for k in (refine.Iteration.LabelSet & it0).keys()) == [1, 2]
     assert (train.TrainingParamSet & row).fetch1("params")["iteration"] == 0
     assert (pipeline.model.PendingModel & {"model_name": "rows-iteration-0"}).fetch1("config_params") == {
@@ -348,3 +350,14 @@ def test_cropped_frames_keep_their_offset(pipeline, raw_root, new_session, camer
     model.PoseEstimation.populate(est)
     refine.HeldOutError.populate(est)
     assert (refine.HeldOutError & est & held).fetch1("max_error") == pytest.approx(0, abs=1e-9)
+    # Deleting the session takes its frames, labels and errors with it (DataJoint's cascade).
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut.cli import app
+
+    session = {"subject": rec["subject"], "session_datetime": str(rec["session_datetime"])}
+    done = CliRunner().invoke(app, ["delete", *(f"{k}={v}" for k, v in session.items()), "--yes"])
+    assert done.exit_code == 0, done.output
+    assert not refine.ExtractedFrames & rec and not refine.LabelSet & held and not refine.HeldOutError & est
+    assert refine.Project & {"project_name": "crop"}  # the project stays, and so do its files
+    assert (config.parent / "labeled-data/cropped/HeldOut_truth.h5").is_file()

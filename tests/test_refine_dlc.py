@@ -79,7 +79,7 @@ def test_refinement_loop_in_python(pipeline, raw_root, new_session, camera, tmp_
     # Iteration 0: train, register, estimate the whole video, measure.
     base = train.TrainingParamSet.insert_new_params("refine loop", FAST_TRAINING)
     it0 = refine.Iteration.start("loop-py", base)
-    m0 = (refine.Iteration & it0).fetch1("model_name")
+    m0 = (refine.Iteration & it0).fetch1("trained_model")
     task0 = (refine.Iteration & it0).proj(*train.TrainingTask.primary_key).fetch1()
     train.ModelTraining.populate(task0)
     model.ModelRegistration.populate({"model_name": m0})
@@ -112,7 +112,7 @@ def test_refinement_loop_in_python(pipeline, raw_root, new_session, camera, tmp_
     refine.LabelSet.import_labels("loop-py", corrected, labeled_by="corrections")
     it1 = refine.Iteration.start("loop-py", base, parent_model=m0)
     assert dlc.read_config(config)["iteration"] == 1  # DeepLabCut's merge_datasets ran
-    m1 = (refine.Iteration & it1).fetch1("model_name")
+    m1 = (refine.Iteration & it1).fetch1("trained_model")
     task1 = (refine.Iteration & it1).proj(*train.TrainingTask.primary_key).fetch1()
     train.ModelTraining.populate(task1)
     model.ModelRegistration.populate({"model_name": m1})

@@ -940,13 +940,13 @@ def refine_next_iteration(
     refine, train, model = pipeline.refine, pipeline.train, pipeline.model
     key = refine.Iteration.start(project, training_params, parent_model=parent, model_name=model_name)
     row = (refine.Iteration & key).fetch1()
-    console.print(f"Iteration {row['iteration']} of {project!r}: model {row['model_name']!r}.")
+    console.print(f"Iteration {row['iteration']} of {project!r}: model {row['trained_model']!r}.")
     if train_now:
         task = {k: row[k] for k in train.TrainingTask.primary_key}
         _populate(train.ModelTraining, task)
-        _populate(model.ModelRegistration, {"model_name": row["model_name"]})
-        _populate(model.ModelEvaluation, {"model_name": row["model_name"]})
-        ev = (model.ModelEvaluation & {"model_name": row["model_name"]}).fetch1()
+        _populate(model.ModelRegistration, {"model_name": row["trained_model"]})
+        _populate(model.ModelEvaluation, {"model_name": row["trained_model"]})
+        ev = (model.ModelEvaluation & {"model_name": row["trained_model"]}).fetch1()
         console.print(
             f"Trained: train error {ev['train_error']:.2f} px, test error {ev['test_error']:.2f} px."
         )

@@ -548,7 +548,7 @@ class Iteration(dj.Manual):
     ---
     -> [nullable] model.Model.proj(parent_model="model_name")
     -> train.TrainingTask
-    model_name: varchar(64)  # the model the training task registers (model.ModelRegistration)
+    trained_model: varchar(64)  # the model its training task registers (model.ModelRegistration)
     started_at: datetime
     """
 
@@ -628,17 +628,17 @@ class Iteration(dj.Manual):
             if parent_model is None:
                 raise InputError(
                     f"Iteration {n} of {project_name!r} refines a model: give parent_model "
-                    f"(iteration {last['iteration']}'s is {last['model_name']!r})."
+                    f"(iteration {last['iteration']}'s is {last['trained_model']!r})."
                 )
             if int(cfg["iteration"]) > n:
                 raise InputError(
                     f"{config} is at iteration {cfg['iteration']}, past this pipeline's next ({n}): the "
                     "project moved on outside the pipeline. Set its iteration back, or register it anew."
                 )
-            if parent_model != last["model_name"]:
+            if parent_model != last["trained_model"]:
                 raise InputError(
                     f"parent_model {parent_model!r} is not iteration {last['iteration']}'s model "
-                    f"({last['model_name']!r}); the next iteration refines the last one."
+                    f"({last['trained_model']!r}); the next iteration refines the last one."
                 )
         if not new:
             raise InputError(
@@ -696,7 +696,7 @@ class Iteration(dj.Manual):
                     **key,
                     "parent_model": parent_model,
                     **task,
-                    "model_name": model_name,
+                    "trained_model": model_name,
                     "started_at": _dt.datetime.now().replace(microsecond=0),
                 }
             )
@@ -709,7 +709,7 @@ class Iteration(dj.Manual):
     @classmethod
     def lineage(cls, model_name: str) -> dict:
         """Return a model's iteration, parent model, label sets and outlier sets."""
-        rows = (cls & {"model_name": model_name}).to_dicts()
+        rows = (cls & {"trained_model": model_name}).to_dicts()
         if not rows:
             raise InputError(f"Model {model_name!r} was not trained by a refinement iteration.")
         key = {k: rows[0][k] for k in ("project_name", "iteration")}
@@ -791,22 +791,22 @@ def compare(project_name: str) -> pd.DataFrame:
         sets = (LabelSet & (Iteration.LabelSet & key).proj()).to_dicts()
         row = {
             "iteration": it["iteration"],
-            "model_name": it["model_name"],
+            "model_name": it["trained_model"],
             "parent_model": it["parent_model"],
             "n_label_sets": len(sets),
             "n_labels": sum(s["n_labels"] for s in sets),
         }
-        ev = (model.ModelEvaluation & {"model_name": it["model_name"]}).to_dicts()
+        ev = (model.ModelEvaluation & {"model_name": it["trained_model"]}).to_dicts()
         row |= {
             "train_error": ev[0]["train_error"] if ev else None,
             "test_error": ev[0]["test_error"] if ev else None,
         }
-        held = (HeldOutError & {"model_name": it["model_name"], "project_name": project_name}).to_dicts()
+        held = (HeldOutError & {"model_name": it["trained_model"], "project_name": project_name}).to_dicts()
         if not held:
             rows.append(row)
         for h in held:
             rec = {a: h[a] for a in model.VideoRecording.primary_key}
-            q = (qc.PoseQC & rec & {"model_name": it["model_name"]}).to_dicts()
+            q = (qc.PoseQC & rec & {"model_name": it["trained_model"]}).to_dicts()
             rows.append(
                 row
                 | {
