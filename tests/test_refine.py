@@ -5,6 +5,8 @@ Runs on every backend. The loop with DeepLabCut training in it is ``test_refine_
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,7 +100,9 @@ def test_frames_labels_and_merge_as_rows(pipeline, project, tmp_path):
     csv = tmp_path / "labels.csv"
     truth_rows(truth, half, "arena").to_csv(csv, index=False)
     first_set = refine.LabelSet.import_labels("rows", csv, labeled_by="truth")
-    assert (refine.LabelSet & first_set).fetch1("n_labels") == 2 * len(half)
+    row = (refine.LabelSet & first_set).fetch1()
+    assert row["n_labels"] == 2 * len(half) and row["labeled_by"] == "truth"
+    assert row["labeled_at"] == dt.datetime.fromtimestamp(csv.stat().st_mtime).replace(microsecond=0)
     written = pd.read_hdf(config.parent / "labeled-data/arena/CollectedData_truth.h5")
     assert written.shape == (len(half), 4) and list(written.columns.names) == [
         "scorer",

@@ -418,6 +418,7 @@ class LabelSet(dj.Manual):
     ---
     scorer: varchar(64)  # the project's scorer
     labeled_by="": varchar(64)  # who labelled
+    labeled_at: datetime  # when the label file was last written (its modification time)
     imported_at: datetime
     source_file: varchar(255)  # as given
     held_out=0: bool  # kept out of training; measures models (HeldOutError)
@@ -515,6 +516,7 @@ class LabelSet(dj.Manual):
                     **key,
                     "scorer": project["scorer"],
                     "labeled_by": labeled_by[:64],
+                    "labeled_at": _dt.datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0),
                     "imported_at": _dt.datetime.now().replace(microsecond=0),
                     "source_file": str(path)[-255:],
                     "held_out": bool(held_out),
