@@ -116,11 +116,18 @@ def test_config_missing_keys(models, raw_root):
         models.Model.insert_new_model("absent", raw_root / "no-such-project", shuffle=1, trainingsetindex=0)
 
 
-def test_tensorflow_model_is_refused(models, synthetic_project, model_name, raw_root):
-    with pytest.raises(dlc.DLCConfigError, match="engine 'tensorflow' is not supported"):
+def test_tensorflow_model_without_tensorflow_snapshots(models, synthetic_project, model_name, raw_root):
+    """Asked for the TensorFlow engine, a PyTorch-only shuffle is refused (tests/test_legacy_dlc.py
+    registers real DeepLabCut 2.x shuffles); an unknown engine too."""
+    with pytest.raises(dlc.DLCConfigError, match="no TensorFlow snapshot"):
         models.Model.insert_new_model(
             "tf", synthetic_project, shuffle=1, trainingsetindex=0, params={"engine": "tensorflow"}
         )
+    with pytest.raises(dlc.DLCConfigError, match="engine 'jax' is not a DeepLabCut engine"):
+        models.Model.insert_new_model(
+            "tf", synthetic_project, shuffle=1, trainingsetindex=0, params={"engine": "jax"}
+        )
+    assert not models.Model & {"model_name": "tf"}
 
 
 def test_duplicate_model(models, synthetic_project, model_name):
@@ -158,8 +165,10 @@ def test_training_params(paramsets):
     with pytest.raises(ValueError, match="lack 'trainingsetindex'"):
         paramsets.insert_new_params("no tsi", {"shuffle": 1})
     with pytest.raises(ValueError, match="'shuffle' must be an integer"):
-        paramsets.insert_new_params("str shuffle", {"shuffle": "1", "trainingsetindex": 0})
-    with pytest.raises(ValueError, match=r"Unknown training param\(s\) \['maxiters'\]. Accepted: net_type"):
+        paramsets.insert_new_params("str shuffle", {"shuffle": "one", "trainingsetindex": 0})
+    with pytest.raises(ValueError, match=r"Unknown training param\(s\) \['maxepochs'\]. Accepted: net_type"):
+        paramsets.insert_new_params("typo", {"shuffle": 1, "trainingsetindex": 0, "maxepochs": 5})
+    with pytest.raises(ValueError, match=r"no meaning for DeepLabCut 3's PyTorch engine: 'maxiters'"):
         paramsets.insert_new_params("tf", {"shuffle": 1, "trainingsetindex": 0, "maxiters": 5})
     assert count(paramsets) == before
     params = {"shuffle": 2, "trainingsetindex": 0, "epochs": 3}

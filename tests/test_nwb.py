@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pynwb import NWBHDF5IO
 
-from workflow_deeplabcut import imports, nwb, poses, synthetic
+from workflow_deeplabcut import dlc, imports, nwb, poses, synthetic
 from workflow_deeplabcut.errors import PoseFileError
 from workflow_deeplabcut.rows import load_array
 
@@ -60,7 +60,8 @@ def test_export_reads_back_with_the_same_values(pipeline, noisy, session_key, cl
         assert f.session_start_time == start
         behavior = f.processing["behavior"]
         pe = behavior["noisy_recording1"]
-        assert pe.scorer == "noisy" and pe.source_software == "DeepLabCut"
+        # An imported DeepLabCut file keeps the scorer it names.
+        assert pe.scorer == dlc.file_scorer(noisy["h5"]) and pe.source_software == "DeepLabCut"
         assert list(pe.skeleton.nodes[:]) == ["head", "tail"]
         assert "noisy" in behavior["Skeletons"].skeletons
         video = pe.source_video

@@ -9,6 +9,7 @@ unless the caller asks otherwise.
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 import hashlib
 import io
@@ -55,6 +56,16 @@ SINGLE_INDIVIDUAL = "individual_0"
 RUN_RECORD = ".workflow_dlc_run.json"
 #: Inference engines a pose estimation task can ask for (``engine`` in its params).
 ENGINES = ("auto", "workflow", "deeplabcut")
+#: ``Model.engine`` of DeepLabCut 2.x (TensorFlow) models: their outputs load, they do not run.
+TF_ENGINE = "tensorflow"
+#: Load-mode task params that choose among a folder's outputs (see :func:`choose_output`).
+OUTPUT_CHOICES = {
+    "scorer": "the scorer (network name) of the outputs to load, e.g. "
+    "'DLC_resnet50_openfieldOct30shuffle1_1030000'",
+    "snapshot": "the training iterations (TensorFlow) or epoch (PyTorch) that ends the scorer",
+    "filtered": "load DeepLabCut's filterpredictions output (<video><scorer>_filtered.h5); default False",
+    "tracks": "multi-animal tracks: '' (default: the plain file, else '_el'), 'el', 'bx' or 'sk'",
+}
 
 
 class DLCConfigError(DeepLabCutError):
@@ -305,6 +316,114 @@ def model_folder(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: st
         modelprefix=modelprefix,
     )
     return Path(cfg["project_path"]) / relative
+
+
+# --------------------------------------------------------------------------- DeepLabCut 2.x
+def tf_model_folder(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> Path:
+    """Return the absolute folder of one shuffle's DeepLabCut 2.x (TensorFlow) model."""
+    from deeplabcut.core.engine import Engine
+    from deeplabcut.utils.auxiliaryfunctions import get_model_folder
+
+    relative = get_model_folder(
+        train_fraction(cfg, trainingsetindex), shuffle, cfg, engine=Engine.TF, modelprefix=modelprefix
+    )
+    return Path(cfg["project_path"]) / relative
+
+
+def list_tf_snapshots(model_dir: Path) -> list[str]:
+    """Return a TensorFlow model's snapshots (``snapshot-<iterations>``), fewest iterations first.
+
+    DeepLabCut 2.x writes each as ``.index``, ``.meta`` and ``.data-*`` files; the ``.index``
+    file names it, as DeepLabCut's own ``get_snapshots_from_folder`` reads them.
+    """
+    train_dir = Path(model_dir) / "train"
+    if not train_dir.is_dir():
+        return []
+    names = [p.stem for p in train_dir.glob("snapshot-*.index")]
+    names = [n for n in names if n.split("-", 1)[1].isdigit()]
+    return sorted(names, key=lambda n: int(n.split("-", 1)[1]))
+
+
+def shuffle_engine(cfg: dict, shuffle: int, trainingsetindex: int, modelprefix: str = "") -> str:
+    """Return ``pytorch`` or ``tensorflow``: the engine whose trained snapshots the shuffle has.
+
+    DeepLabCut 2.x projects keep TensorFlow models under ``dlc-models``, DeepLabCut 3's PyTorch
+    ones under ``dlc-models-pytorch``; a shuffle trained by both goes by the config's
+    ``engine`` (DeepLabCut 2.x configs have none: TensorFlow). Without any snapshot:
+    ``pytorch`` (registration then says to train it).
+    """
+    torch_trained = bool(list_snapshots(model_folder(cfg, shuffle, trainingsetindex, modelprefix)))
+    tf_trained = bool(list_tf_snapshots(tf_model_folder(cfg, shuffle, trainingsetindex, modelprefix)))
+    if torch_trained and tf_trained:
+        return "pytorch" if str(cfg.get("engine") or TF_ENGINE).lower() in ("pytorch", "torch") else TF_ENGINE
+    return TF_ENGINE if tf_trained else "pytorch"
+
+
+def tf_model(
+    cfg: dict, shuffle: int, trainingsetindex: int, snapshotindex: int, modelprefix: str = ""
+) -> dict:
+    """Describe a trained DeepLabCut 2.x (TensorFlow) shuffle, reading only its YAML files.
+
+    Returns
+    -------
+    dict
+        ``snapshot`` (its name), ``snapshotindex`` (resolved, >= 0), ``iterations``, ``scorer``
+        and ``legacy_scorer`` (DeepLabCut's own names, ``DLC_…`` and the pre-2.1 ``DeepCut_…``),
+        ``body_parts`` (as trained: ``all_joints_names`` of its ``pose_cfg.yaml``).
+
+    Raises
+    ------
+    DLCConfigError
+        When the shuffle has no TensorFlow snapshot, the index is out of range, or its
+        ``pose_cfg.yaml`` is missing.
+    """
+    from deeplabcut.core.engine import Engine
+    from deeplabcut.utils.auxiliaryfunctions import get_scorer_name
+
+    folder = tf_model_folder(cfg, shuffle, trainingsetindex, modelprefix)
+    snapshots = list_tf_snapshots(folder)
+    if not snapshots:
+        raise DLCConfigError(
+            f"Shuffle {shuffle} (trainingsetindex {trainingsetindex}) of {cfg['project_path']} has "
+            f"no TensorFlow snapshot (snapshot-*.index) in {folder / 'train'}."
+        )
+    if isinstance(snapshotindex, bool) or not isinstance(snapshotindex, int):
+        raise DLCConfigError(f"snapshotindex must be a whole number (-1: the last), not {snapshotindex!r}.")
+    try:
+        snapshot = snapshots[snapshotindex]
+    except IndexError:
+        raise DLCConfigError(
+            f"snapshotindex {snapshotindex} is out of range: shuffle {shuffle} has "
+            f"{len(snapshots)} TensorFlow snapshot(s) ({snapshots})."
+        ) from None
+    pose_cfg = folder / "train" / "pose_cfg.yaml"
+    if not pose_cfg.is_file():
+        raise DLCConfigError(
+            f"{pose_cfg} is missing: the TensorFlow model of shuffle {shuffle} is incomplete."
+        )
+    iterations = int(snapshot.split("-", 1)[1])
+    scorer, legacy = get_scorer_name(
+        cfg,
+        shuffle,
+        train_fraction(cfg, trainingsetindex),
+        trainingsiterations=iterations,
+        modelprefix=modelprefix,
+        engine=Engine.TF,
+    )
+    trained = YAML(typ="safe", pure=True).load(pose_cfg.read_text()) or {}
+    return {
+        "snapshot": snapshot,
+        "snapshotindex": snapshots.index(snapshot),
+        "iterations": iterations,
+        "scorer": scorer,
+        "legacy_scorer": legacy,
+        "body_parts": [str(b) for b in trained.get("all_joints_names") or []],
+    }
+
+
+def legacy_scorers(scorer: str) -> tuple[str, ...]:
+    """Return a scorer and its DeepLabCut < 2.1 spelling (``DeepCut_…`` for ``DLC_…``)."""
+    return (scorer, "DeepCut" + scorer[3:]) if scorer.startswith("DLC_") else (scorer,)
 
 
 def ensure_training_dataset(
@@ -828,7 +947,8 @@ def analyze(
     record = output_dir / RUN_RECORD
     if record.exists() and json.loads(record.read_text()).get("signature") == signature:
         try:
-            find_outputs(output_dir, [v.stem for v in videos])
+            scorer = scorer_name(cfg, shuffle, trainingsetindex, snapshotindex, modelprefix)
+            find_outputs(output_dir, [v.stem for v in videos], prefer=(scorer,))
             return False
         except DLCOutputError:
             pass
@@ -953,31 +1073,159 @@ class PoseOutput:
         return self.poses if isinstance(self.poses, np.ndarray) else self.poses.load()
 
 
-def find_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") -> list[Path]:
-    """Return one DeepLabCut ``.h5`` per video, in the videos' order.
+@dataclass(frozen=True)
+class OutputFile:
+    """One DeepLabCut pose ``.h5`` of a video: ``<video stem><scorer>[_<tracks>][_filtered].h5``."""
 
-    Video names are matched literally: ``[``, ``*`` or ``?`` in a name are not patterns.
-    ``infix`` is the pattern between the stem and ``.h5`` (SuperAnimal outputs: ``_<scorer>``).
+    path: Path
+    scorer: str
+    filtered: bool
+    tracks: str  # '' (single-animal, or multi-animal assembled), 'el', 'bx' or 'sk' (tracklets)
+
+    @property
+    def snapshot(self) -> int | None:
+        """The number that ends the scorer: training iterations (TF) or epoch (PyTorch)."""
+        tail = self.scorer.rsplit("_", 1)[-1].rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else None
+
+    @property
+    def meta(self) -> Path:
+        """The ``_meta.pickle`` DeepLabCut writes beside the unfiltered output of the same run."""
+        return self.path.with_name(self.path.name[: -len(self._suffix)] + "_meta.pickle")
+
+    @property
+    def _suffix(self) -> str:
+        return (f"_{self.tracks}" if self.tracks else "") + ("_filtered" if self.filtered else "") + ".h5"
+
+
+def output_candidates(output_dir: Path, stem: str) -> list[OutputFile]:
+    """Return every DeepLabCut pose output of one video in a folder, by name, sorted.
+
+    Both namings are found: ``DLC_…`` (DeepLabCut >= 2.1, and 3.x) and ``DeepCut_…`` (before
+    2.1); so are ``_filtered`` and multi-animal ``_el``/``_bx``/``_sk`` files. Video names
+    are matched literally: ``[``, ``*`` or ``?`` in a name are not patterns.
     """
     found = []
-    for stem in video_stems:
-        candidates = [
-            p
-            for p in Path(output_dir).glob(f"{glob.escape(stem)}{infix}.h5")
-            if not p.stem.endswith(("_filtered", "_skeleton")) and "_full" not in p.stem
-        ]
-        if not candidates:
-            raise DLCOutputError(
-                f"No DeepLabCut output {stem}DLC*.h5 in {output_dir}; run the task in 'trigger' "
-                "mode, or put analyze_videos outputs there."
-            )
-        if len(candidates) > 1:
-            raise DLCOutputError(
-                f"Several DeepLabCut outputs for {stem} in {output_dir}: "
-                f"{sorted(p.name for p in candidates)}. Keep one per video."
-            )
-        found.append(candidates[0])
-    return found
+    for path in Path(output_dir).glob(f"{glob.escape(stem)}*.h5"):
+        rest = path.name[len(stem) : -3]
+        if not rest.startswith(("DLC", "DeepCut")) or rest.endswith("_skeleton"):
+            continue
+        filtered = rest.endswith("_filtered")
+        if filtered:
+            rest = rest[: -len("_filtered")]
+        tracks = ""
+        head, _, tail = rest.rpartition("_")
+        if head and tail in ("el", "bx", "sk"):
+            rest, tracks = head, tail
+        found.append(OutputFile(path, rest, filtered, tracks))
+    return sorted(found, key=lambda c: c.path.name)
+
+
+def check_output_choice(choice: dict) -> dict:
+    """Return the load-mode output choice (:data:`OUTPUT_CHOICES`) of task params, checked."""
+    picked = {k: choice[k] for k in OUTPUT_CHOICES if choice.get(k) is not None}
+    if "scorer" in picked and not isinstance(picked["scorer"], str):
+        raise DLCOutputError(
+            f"The task param 'scorer' must be a scorer name (str), not {picked['scorer']!r}."
+        )
+    snapshot = picked.get("snapshot")
+    if snapshot is not None and (isinstance(snapshot, bool) or not isinstance(snapshot, int) or snapshot < 0):
+        raise DLCOutputError(f"The task param 'snapshot' must be a whole number >= 0, not {snapshot!r}.")
+    if "filtered" in picked and not isinstance(picked["filtered"], bool):
+        raise DLCOutputError(f"The task param 'filtered' must be True or False, not {picked['filtered']!r}.")
+    if picked.get("tracks", "") not in ("", "el", "bx", "sk"):
+        raise DLCOutputError(
+            f"The task param 'tracks' must be '', 'el', 'bx' or 'sk', not {picked['tracks']!r}."
+        )
+    return picked
+
+
+def choose_output(
+    candidates: list[OutputFile],
+    stem: str,
+    output_dir: Path,
+    prefer: tuple[str, ...] = (),
+    choice: dict | None = None,
+) -> OutputFile:
+    """Pick the one output of a video to load, deterministically, or say why none can be.
+
+    The rules, in order: ``filtered`` (default False) keeps filtered or unfiltered files;
+    ``scorer``, when given, keeps that scorer's; otherwise the scorers in ``prefer`` (the
+    model's, in either DeepLabCut spelling) are kept when the folder has them; ``snapshot``
+    keeps the scorers that end with it; ``tracks``, when given, keeps those tracks, else the
+    plain file wins over ``_el`` tracks, which win over ``_bx``/``_sk`` tracklets.
+
+    Raises
+    ------
+    DLCOutputError
+        When no file is left (listing the folder's outputs of the video) or several are
+        (listing them and the task params that choose).
+    """
+    choice = check_output_choice(choice or {})
+    names = [c.path.name for c in candidates]
+    if not candidates:
+        raise DLCOutputError(
+            f"No DeepLabCut output {stem}DLC*.h5 in {output_dir}; run the task in 'trigger' "
+            "mode, or put analyze_videos outputs there."
+        )
+    pool = [c for c in candidates if c.filtered == choice.get("filtered", False)]
+    if "scorer" in choice:
+        pool = [c for c in pool if c.scorer in legacy_scorers(choice["scorer"])]
+    else:
+        preferred = [c for c in pool if c.scorer in prefer]
+        pool = preferred or pool
+    if "snapshot" in choice:
+        pool = [c for c in pool if c.snapshot == choice["snapshot"]]
+    if "tracks" in choice:
+        pool = [c for c in pool if c.tracks == choice["tracks"]]
+    else:
+        for rank in ([""], ["el"], ["bx", "sk"]):
+            if any(c.tracks in rank for c in pool):
+                pool = [c for c in pool if c.tracks in rank]
+                break
+    if not pool:
+        raise DLCOutputError(
+            f"No DeepLabCut output of {stem} in {output_dir} matches the task's choice {choice or '(none)'} "
+            f"(unfiltered by default); the folder holds {names}. Change the task's "
+            "pose_estimation_params (scorer, snapshot, filtered, tracks)."
+        )
+    if len(pool) > 1:
+        raise DLCOutputError(
+            f"Several DeepLabCut outputs for {stem} in {output_dir}: {[c.path.name for c in pool]}. "
+            "Choose one with the task's pose_estimation_params, e.g. "
+            f"{{'scorer': {pool[-1].scorer!r}}} (also 'snapshot', 'filtered', 'tracks'), or keep "
+            "one per video."
+        )
+    return pool[0]
+
+
+def find_outputs(
+    output_dir: Path,
+    video_stems: list[str],
+    infix: str = "DLC*",
+    *,
+    prefer: tuple[str, ...] = (),
+    choice: dict | None = None,
+) -> list[Path]:
+    """Return one DeepLabCut ``.h5`` per video, in the videos' order (see :func:`choose_output`).
+
+    ``infix`` other than the default is the exact text between the stem and ``.h5`` of
+    outputs named otherwise (SuperAnimal outputs: ``_<scorer>``).
+    """
+    if infix != "DLC*":
+        found = []
+        for stem in video_stems:
+            path = Path(output_dir) / f"{stem}{infix}.h5"
+            if not path.is_file():
+                raise DLCOutputError(
+                    f"No output {path.name} in {output_dir}; run the task in 'trigger' mode."
+                )
+            found.append(path)
+        return found
+    return [
+        choose_output(output_candidates(output_dir, stem), stem, output_dir, prefer, choice).path
+        for stem in video_stems
+    ]
 
 
 def _check_columns(columns: pd.Index, path: Path) -> None:
@@ -1047,9 +1295,27 @@ def pose_layout(columns: pd.Index, path) -> tuple[list[tuple[str, str]], tuple[s
     return list(slots), wanted, None if identity else order
 
 
+def file_scorer(path: Path) -> str:
+    """Return the scorer that a DeepLabCut ``.h5`` or ``.csv`` pose file names (its first column level)."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as fh:
+            first = next(csv.reader(fh), [])
+        if len(first) < 2 or first[0] != "scorer":
+            raise DLCOutputError(f"{path} is not a DeepLabCut pose CSV: its first row is not 'scorer, …'.")
+        return first[1]
+    block = safe_io.pandas_hdf_block(path)
+    columns = block.columns if block is not None else read_pose_frame(path).columns
+    _check_columns(columns, path)
+    return str(columns.get_level_values(0)[0])
+
+
 def _check_meta(h5: Path, scorer: str) -> None:
     """Read the output's ``_meta.pickle`` (if any) safely and check it belongs to the ``.h5``."""
-    meta = h5.with_name(h5.stem + "_meta.pickle")
+    base = h5.stem.removesuffix("_filtered")
+    head, _, tail = base.rpartition("_")
+    base = head if head and tail in ("el", "bx", "sk") else base
+    meta = h5.with_name(base + "_meta.pickle")  # one per run, beside filtered and track files
     if not meta.exists():
         return
     data = safe_io.load_pickle(meta)
@@ -1061,7 +1327,14 @@ def _check_meta(h5: Path, scorer: str) -> None:
         )
 
 
-def read_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") -> PoseOutput:
+def read_outputs(
+    output_dir: Path,
+    video_stems: list[str],
+    infix: str = "DLC*",
+    *,
+    prefer: tuple[str, ...] = (),
+    choice: dict | None = None,
+) -> PoseOutput:
     """Locate and check the DeepLabCut outputs of a recording's videos (concatenated in order).
 
     The ``.h5`` files are scanned with h5py and their ``_meta.pickle`` read with the restricted
@@ -1075,8 +1348,8 @@ def read_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") 
         Folder holding ``<stem>DLC_*.h5`` files (and their ``_meta.pickle``).
     video_stems : list of str
         The recording's video file stems, in order.
-    infix : str
-        As for :func:`find_outputs`.
+    infix, prefer, choice
+        As for :func:`find_outputs`: which file of each video, when the folder holds several.
 
     Returns
     -------
@@ -1084,7 +1357,7 @@ def read_outputs(output_dir: Path, video_stems: list[str], infix: str = "DLC*") 
     """
     from .posestore import FileRanges
 
-    files = find_outputs(output_dir, video_stems, infix)
+    files = find_outputs(output_dir, video_stems, infix, prefer=prefer, choice=choice)
     blocks = [safe_io.pandas_hdf_block(f) for f in files]
     plain = all(blocks) and all(
         b.columns.equals(blocks[0].columns) and b.dtype == blocks[0].dtype for b in blocks

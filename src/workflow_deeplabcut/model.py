@@ -169,7 +169,9 @@ class BodyPart(dj.Lookup):
         return new
 
     @classmethod
-    def insert_from_config(cls, dlc_config, descriptions: dict | list | None = None) -> list[str]:
+    def insert_from_config(
+        cls, dlc_config, descriptions: dict | list | None = None, prompt: bool = False
+    ) -> list[str]:
         """Insert the new body parts of a DLC config, with descriptions paired by name; return them.
 
         Parameters
@@ -179,6 +181,8 @@ class BodyPart(dj.Lookup):
         descriptions : dict or list, optional
             ``{body_part: description}``; or a list with one description per body part of the
             config, in the config's order. Body parts already in the table keep theirs.
+        prompt : bool
+            Ask on stdin before inserting (element-deeplabcut's default); "y" or "yes" inserts.
 
         Raises
         ------
@@ -203,6 +207,17 @@ class BodyPart(dj.Lookup):
                 f"Descriptions name body parts {unknown} that the config lacks (it has {parts})."
             )
         new = cls.extract_new_body_parts(cfg, verbose=False)
+        if (
+            prompt
+            and new
+            and input(f"Insert {len(new)} new body part(s) {new}? [y/N] ").strip().lower()
+            not in (
+                "y",
+                "yes",
+            )
+        ):
+            print("Nothing inserted.")
+            return []
         cls.insert([{"body_part": b, "body_part_description": descriptions.get(b, "")} for b in new])
         return new
 
@@ -285,7 +300,7 @@ class Model(dj.Manual):
         if prompt:
             print("\n".join(f"{k}: {v}" for k, v in row.items() if k != "config_template"))
             print(f"body parts: {parts}")
-            if input("Insert this model? [y/N] ").strip().lower() != "y":
+            if input("Insert this model? [y/N] ").strip().lower() not in ("y", "yes"):
                 print("Nothing inserted.")
                 return {}
         with cls.connection.transaction:
@@ -311,23 +326,41 @@ class Model(dj.Manual):
         :meth:`insert_built`.
         """
         cfg, project = _config_dict(dlc_config)
-        cfg = cfg | dict(params or {}) | {"project_path": str(project)}
-        engine = str(cfg.get("engine") or "pytorch")
-        if engine != "pytorch":
+        params = dict(params or {})
+        cfg = cfg | params | {"project_path": str(project)}
+        if "engine" in params:  # asked for; else the engine the shuffle was trained with
+            engine = str(params["engine"]).lower()
+            engine = {"torch": "pytorch", "tf": dlc.TF_ENGINE}.get(engine, engine)
+        else:
+            engine = dlc.shuffle_engine(cfg, shuffle, trainingsetindex, model_prefix)
+        if engine not in ("pytorch", dlc.TF_ENGINE):
             raise dlc.DLCConfigError(
-                f"{project}: engine '{engine}' is not supported; this workflow runs DeepLabCut's "
-                "PyTorch engine (set engine: pytorch and create a PyTorch shuffle)."
+                f"{project}: engine {engine!r} is not a DeepLabCut engine; use 'pytorch' (DeepLabCut 3) "
+                "or 'tensorflow' (DeepLabCut 2.x models, whose outputs load but do not run here)."
             )
         if cls & {"model_name": model_name}:
             raise dj.errors.DuplicateError(
                 f"A model named {model_name!r} exists already; choose another name or delete it."
             )
-        snapshots = dlc.list_snapshots(dlc.model_folder(cfg, shuffle, trainingsetindex, model_prefix))
-        dlc.check_trained_body_parts(cfg, shuffle, trainingsetindex, model_prefix)
-        snapshot = dlc.resolve_snapshot(
-            cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix
-        )
-        snapshotindex = snapshots.index(snapshot)
+        if engine == dlc.TF_ENGINE:
+            trained = dlc.tf_model(cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix)
+            if trained["body_parts"] and trained["body_parts"] != dlc.body_parts(cfg):
+                raise dlc.DLCConfigError(
+                    f"{dlc.config_path_of(project)} lists body parts {dlc.body_parts(cfg)}, but the "
+                    f"TensorFlow shuffle {shuffle} was trained on {trained['body_parts']}: DeepLabCut's "
+                    "body parts must not change after training. Restore them in config.yaml."
+                )
+            snapshot_name, snapshotindex = trained["snapshot"], trained["snapshotindex"]
+            scorer = trained["scorer"]
+        else:
+            snapshots = dlc.list_snapshots(dlc.model_folder(cfg, shuffle, trainingsetindex, model_prefix))
+            dlc.check_trained_body_parts(cfg, shuffle, trainingsetindex, model_prefix)
+            snapshot = dlc.resolve_snapshot(
+                cfg, shuffle, trainingsetindex, int(cfg["snapshotindex"]), model_prefix
+            )
+            snapshotindex = snapshots.index(snapshot)
+            snapshot_name = snapshot.name
+            scorer = dlc.scorer_name(cfg, shuffle, trainingsetindex, snapshotindex, model_prefix)
         row = {
             "model_name": model_name,
             "task": cfg["Task"],
@@ -337,8 +370,10 @@ class Model(dj.Manual):
             "shuffle": shuffle,
             "trainingsetindex": trainingsetindex,
             "engine": engine,
-            "scorer": dlc.scorer_name(cfg, shuffle, trainingsetindex, snapshotindex, model_prefix),
-            "config_template": cfg | {"snapshotindex": snapshotindex},
+            "scorer": scorer,
+            "config_template": cfg
+            | {"snapshotindex": snapshotindex}
+            | ({"engine": engine} if engine == dlc.TF_ENGINE else {}),
             "project_path": to_relative(project),
             "model_prefix": model_prefix,
             "model_description": model_description,
@@ -359,7 +394,7 @@ class Model(dj.Manual):
         if cls & unique:
             other = (cls & unique).keys()[0]["model_name"]
             raise dj.errors.DuplicateError(
-                f"This DeepLabCut model (shuffle {shuffle}, snapshot {snapshot.name}) is already "
+                f"This DeepLabCut model (shuffle {shuffle}, snapshot {snapshot_name}) is already "
                 f"registered as {other!r}; use that name."
             )
         return row, dlc.body_parts(cfg)
@@ -838,16 +873,23 @@ class PoseEstimationTask(dj.Manual):
             rel = to_relative(output_dir, roots=(root,))
             full = root / rel
         if task_mode is None:
-            stems = [p.stem for p in VideoRecording.video_paths(key)]
-            try:
-                dlc.find_outputs(full, stems)
-                task_mode = "load"
-            except dlc.DLCOutputError:
-                task_mode = "trigger"
+            # Any DeepLabCut output there, even one that needs choosing, means load: running
+            # DeepLabCut would write into a folder the lab keeps its outputs in.
+            stems = [PurePosixPath(r["file_path"]).stem for r in (VideoRecording.File & key).to_dicts()]
+            found = any(dlc.output_candidates(full, stem) for stem in stems)
+            task_mode = "load" if found else "trigger"
         if task_mode not in ("load", "trigger"):
             raise InputError(f"task_mode must be 'load' or 'trigger', not {task_mode!r}.")
         if analyze_videos_params is not None and not isinstance(analyze_videos_params, dict):
             raise InputError("analyze_videos_params must be a dict of analyze_videos arguments.")
+        choice = dlc.check_output_choice(analyze_videos_params or {})
+        if task_mode == "trigger":
+            if choice:
+                raise InputError(
+                    f"The task params {sorted(choice)} choose among existing outputs (load mode); a "
+                    "trigger-mode task writes its model's own. Drop them, or use task_mode='load'."
+                )
+            refuse_tensorflow_run((Model & {"model_name": model_name}).fetch1())
         cls.insert1(
             {
                 **key,
@@ -858,7 +900,43 @@ class PoseEstimationTask(dj.Manual):
         )
         return key
 
-    insert_estimation_task = generate
+    @classmethod
+    def insert_estimation_task(
+        cls,
+        key: dict,
+        model_name: str | None = None,
+        *,
+        task_mode: str | None = None,
+        params: dict | None = None,
+        analyze_videos_params: dict | None = None,
+        relative: bool = True,
+        mkdir: bool = True,
+        skip_duplicates: bool = False,
+    ) -> dict:
+        """Insert a task the way element-deeplabcut's calls do.
+
+        Both element signatures: 0.1's ``(key, task_mode, params)`` and 0.2+'s, which is
+        :meth:`generate`'s. ``key`` holds the recording and, unless ``model_name`` is given, the model. ``params``
+        is element 0.1's name for ``analyze_videos_params``. ``relative`` and ``mkdir`` are
+        accepted and have no effect: the output folder is always stored relative to the
+        processed root and made when inferred. With ``skip_duplicates``, an existing task is
+        kept and its key returned. See :meth:`generate`.
+        """
+        model_name = model_name or key.get("model_name")
+        if not model_name:
+            raise InputError("Give the model: insert_estimation_task({**recording_key, 'model_name': ...}).")
+        if params is not None and analyze_videos_params is not None:
+            raise InputError("Give params or analyze_videos_params, not both (they are the same).")
+        recording = {k: v for k, v in key.items() if k != "model_name"}
+        existing = cls & {**one_key(VideoRecording, recording), "model_name": model_name}
+        if skip_duplicates and existing:
+            return existing.keys()[0]
+        return cls.generate(
+            recording,
+            model_name,
+            task_mode=task_mode,
+            analyze_videos_params=params if params is not None else analyze_videos_params,
+        )
 
     @classmethod
     def generate_import(
@@ -1001,12 +1079,18 @@ class PoseEstimation(dj.Computed):
                 f"Model {model['model_name']!r} is external ({model['task']}): it cannot run. Import "
                 "its outputs with PoseEstimationTask.generate_import (CLI: import-pose)."
             )
+        if task["task_mode"] == "trigger":
+            refuse_tensorflow_run(model)
         stems = [PurePosixPath(v).stem for v in videos]
         zoo = model["engine"] == superanimal.ENGINE
         infix = f"_{model['scorer']}" if zoo else "DLC*"
+        which = {
+            "prefer": dlc.legacy_scorers(model["scorer"]),  # the model's own file, when there are several
+            "choice": task["pose_estimation_params"] if task["task_mode"] == "load" else None,
+        }
 
         def check(folder: Path) -> None:
-            out = dlc.read_outputs(folder, stems, infix)
+            out = dlc.read_outputs(folder, stems, infix, **which)
             self._check_outputs(out, task, model, parts, videos, nframes, folder)
 
         if task["task_mode"] == "trigger" and zoo:
@@ -1035,7 +1119,7 @@ class PoseEstimation(dj.Computed):
                     params=task["pose_estimation_params"] or {},
                     check=check,  # on the new outputs, before they replace anything
                 )
-        out = dlc.read_outputs(output_dir, stems, infix)
+        out = dlc.read_outputs(output_dir, stems, infix, **which)
         self._check_outputs(out, task, model, parts, videos, nframes, output_dir)
         made = max(f.stat().st_mtime for f in out.h5_files)
         master = {
@@ -1096,11 +1180,13 @@ class PoseEstimation(dj.Computed):
                 f"{path} has {ds.sizes['time']} frames but the recording has {nframes}: it was made "
                 "from other videos."
             )
+        # A DeepLabCut file keeps the scorer it names (the network that made it).
+        scorer = dlc.file_scorer(path) if params["source_software"] == "DeepLabCut" else model["scorer"]
         output_dir.mkdir(parents=True, exist_ok=True)
         master = {
             "pose_estimation_time": _dt.datetime.fromtimestamp(path.stat().st_mtime).replace(microsecond=0),
             "output_dir": to_relative(output_dir, roots=(get_settings().processed_data_dir,)),
-            "scorer": model["scorer"],
+            "scorer": scorer,
             "nframes": nframes,
             "coords": ",".join(coords),
             "poses": values,
@@ -1234,6 +1320,21 @@ class PoseEstimation(dj.Computed):
         unit = units[0]["unit"] if units else "mm" if "z" in window.coords else "px"
         ds.attrs.update(space_unit=unit, **{k: str(v) for k, v in match.items()})
         return ds
+
+
+def refuse_tensorflow_run(model: dict) -> None:
+    """Refuse to run a DeepLabCut 2.x (TensorFlow) model, saying how to get one that runs."""
+    if model["engine"] != dlc.TF_ENGINE:
+        return
+    raise dlc.DLCConfigError(
+        f"Model {model['model_name']!r} is a DeepLabCut 2.x TensorFlow model: this pipeline runs "
+        "DeepLabCut 3's PyTorch engine, so it loads this model's outputs (task_mode='load', with "
+        "the outputs in the task's folder) but cannot run it on videos. To run on new videos, "
+        "train a PyTorch model from the same labels: a train.TrainingParamSet with a new shuffle "
+        f"(e.g. {{'shuffle': {model['shuffle'] + 1}, 'trainingsetindex': {model['trainingsetindex']}, ...}}; "
+        "the TensorFlow shuffle's training set is kept), a TrainingTask on the project, "
+        "ModelTraining.populate(), then Model.insert_new_model."
+    )
 
 
 def _projectless_row(
