@@ -299,6 +299,23 @@ def test_legacy_multi_animal_tracks_load_bit_equal(pipeline, raw_root, new_sessi
     got = model.PoseEstimation.get_trajectory(task)
     assert list(got.columns.droplevel(0)) == list(frame.columns.droplevel(0))
     assert np.array_equal(got.to_numpy(), frame.to_numpy(), equal_nan=True)
+    # Cleaning, kinematics and QC take it as it is: no row for a grid cell that is no body part
+    # of the estimation (an individual's unique part), where a foreign key refused them before.
+    pp, qc = pipeline.postprocess, pipeline.qc
+    idx = pp.PostprocessParamSet.insert_new_params("legacy ma", {"likelihood_threshold": 0.1, "window": 5})
+    ptask = pp.PostprocessTask.generate(task, idx)
+    for table in (pp.CleanedTrajectory, pp.Kinematics, qc.PoseQC):
+        result = table.populate(ptask if table is not qc.PoseQC else task, suppress_errors=True)
+        assert not result["error_list"], (table.__name__, result["error_list"])
+    expected_slots = sorted(zip(slots["individual"], slots["body_part"], strict=True))
+    for part in (pp.CleanedTrajectory.BodyPart, pp.Kinematics.BodyPart):
+        rows = (part & ptask).to_dicts()
+        assert sorted((r["individual"], r["body_part"]) for r in rows) == expected_slots, part.__name__
+    assert sorted(r["individual"] for r in (pp.Kinematics.Individual & ptask).to_dicts()) == [
+        "mouse1",
+        "mouse2",
+        "single",
+    ]
 
 
 # ---------------------------------------------------------------------- element-deeplabcut's calls

@@ -148,6 +148,13 @@ class CleanedTrajectory(dj.Computed):
         poses.check_body_parts(params, [str(k) for k in raw.keypoints.values], f"pose estimation {key}")
 
         cleaned, counts = poses.clean(raw, params)
+        # The dataset is a grid of individuals x body parts; with DeepLabCut's unique body parts
+        # (individual 'single') some cells are no slot of the estimation: they are not rows.
+        slots = {
+            (r["individual"], r["body_part"])
+            for r in (model.PoseEstimation.BodyPartPosition & key).to_dicts()
+        }
+        counts = {slot: c for slot, c in counts.items() if slot in slots}
         fps = raw.attrs["fps"]
 
         nframes = cleaned.sizes["time"]
@@ -270,6 +277,7 @@ class Kinematics(dj.Computed):
             ds.position.assign_attrs(space_unit=ds.attrs["space_unit"], time_unit="seconds"), params
         )
 
+        slots = {(r["individual"], r["body_part"]) for r in (CleanedTrajectory.BodyPart & key).to_dicts()}
         self.insert1({**key, "space_unit": kin.attrs["space_unit"], "time_unit": kin.attrs["time_unit"]})
         self.BodyPart.insert(
             {
@@ -283,6 +291,7 @@ class Kinematics(dj.Computed):
             }
             for ind in kin.individuals.values
             for part in kin.keypoints.values
+            if (str(ind), str(part)) in slots  # the grid's cells that are body parts of the estimation
         )
         self.Individual.insert(
             {
