@@ -137,3 +137,24 @@ def test_failed_training_leaves_no_dataset_or_model_folder(
     }
     assert after == before, sorted(str(p.relative_to(project)) for p in after ^ before)
     assert config.read_text() == text
+
+
+def test_failed_training_of_an_existing_shuffle_restores_its_configs(trained, synthetic_project, raw_root):
+    """A training that fails after rewriting an existing shuffle's pytorch_config.yaml (a backbone,
+    updates) puts it back byte for byte, so the next training does not inherit the failed one's
+    settings (issue 10: a DLCRNet backbone override left the project broken)."""
+    from workflow_deeplabcut import dlc
+
+    config = project_copy(synthetic_project, raw_root / "failed-retraining")
+    cfg = dlc.read_config(config)
+    folder = dlc.model_folder(cfg, 1, 0)
+    yamls = {p: p.read_bytes() for p in folder.rglob("*.yaml")}
+    assert folder / "train" / "pytorch_config.yaml" in yamls
+    params = {
+        **FAST_TRAINING,
+        "backbone": "resnet18",
+        "pytorch_cfg_updates": {"runner.optimizer.type": "NoSuchOptimizer"},
+    }
+    with pytest.raises(Exception, match="NoSuchOptimizer"):
+        dlc.train(config, shuffle=1, trainingsetindex=0, params=params)
+    assert {p: p.read_bytes() for p in folder.rglob("*.yaml")} == yamls

@@ -671,12 +671,40 @@ def train(
     path = relocate_project(config)
     check_project_files(path.parent, [init_snapshot] if init_snapshot else [])
     before = _training_files(path.parent)
+    settings = _settings_files(path.parent, shuffle)
     try:
         with config_at_iteration(path, params.get("iteration")) as at_iteration:
             return _train(at_iteration, shuffle, trainingsetindex, params, modelprefix, init_snapshot)
     except BaseException:
         _remove_new_training_files(path.parent, before, shuffle)
+        _restore(settings)
         raise
+
+
+def _settings_files(project: Path, shuffle: int) -> dict[Path, bytes]:
+    """Return the bytes of the YAML files a training of ``shuffle`` edits: its model's configs.
+
+    ``config.yaml`` is not among them: training edits it only once it succeeded, and another
+    shuffle's training may edit it meanwhile.
+    """
+    import re
+
+    mine = re.compile(rf"shuffle{shuffle}(?!\d)")
+    files = [
+        p
+        for p in (project / "dlc-models-pytorch").rglob("*.yaml")
+        if mine.search(p.relative_to(project).as_posix())
+    ]
+    return {p: p.read_bytes() for p in files if p.is_file()}
+
+
+def _restore(files: dict[Path, bytes]) -> None:
+    """Put back the files a failed training changed: the next training starts from them as they were."""
+    changed = [p for p, data in files.items() if not p.is_file() or p.read_bytes() != data]
+    for path in changed:
+        path.write_bytes(files[path])
+    if changed:
+        logger.info("Training failed: restored %s as they were before it.", [p.name for p in changed])
 
 
 def _training_files(project: Path) -> set[Path]:
