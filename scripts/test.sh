@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+bash scripts/install-element.sh  # element-deeplabcut on DataJoint 0.14: the migration tests' source
 bash scripts/test-services.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/python -m pytest --durations=12 "$@"

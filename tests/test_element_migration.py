@@ -179,3 +179,34 @@ def test_element_source_bad_input(pipeline, element_db):
     with pytest.raises(ElementSourceError, match="holds no element-deeplabcut database at prefix 'nosuch_'"):
         migrate_element(ElementSource(prefix="nosuch_", **{k: v for k, v in SERVER.items()}))
     assert _count(pipeline) == before
+
+
+def test_migrate_from_element_command(pipeline, element_db, tmp_path):
+    """The shell: a table per source table, every row not carried with its reason, a JSON report."""
+    from typer.testing import CliRunner
+
+    from workflow_deeplabcut.cli import app
+
+    source, _ = element_db
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app,
+        [
+            "migrate",
+            "--from-element",
+            source.prefix,
+            "--host",
+            "127.0.0.1",
+            "--dry-run",
+            "--report",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing written" in result.output and "PoseEstimation" in result.output
+    assert "not carried TrainingParamSet {'paramset_idx': 100}" in result.output
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True and report["counts"]["Subject"]["source"] == 2
+    assert any("not inside a data root" in s["why"] for s in report["skipped"])
+    bad = CliRunner().invoke(app, ["migrate", "--from-element", "nosuch_"])
+    assert bad.exit_code != 0 and "holds no element-deeplabcut database" in bad.output

@@ -599,12 +599,32 @@ def delete(
 
 @command(name="migrate")
 def migrate_command(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the steps."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the steps (write nothing)."),
+    from_element: str = typer.Option(
+        None,
+        "--from-element",
+        help="Instead: read the element-deeplabcut database of this schema prefix (e.g. 'neuro_').",
+    ),
+    host: str = typer.Option("127.0.0.1", help="--from-element: its MySQL/MariaDB server."),
+    port: int = typer.Option(3306, help="--from-element: the server's port."),
+    user: str = typer.Option("root", help="--from-element: the user (password: WORKFLOW_DLC_ELEMENT_PASS)."),
+    report_file: Path = typer.Option(
+        None, "--report", help="--from-element: write the full report (JSON) here."
+    ),
 ) -> None:
-    """Bring a database written by an earlier version up to this one (stop its workers first).
+    """Bring an earlier version's database up to this one, or carry an element-deeplabcut one in.
+
+    Without --from-element: migrate this pipeline's own tables in place (stop its workers
+    first). With it: read the element database (never writing to it) and insert its rows here;
+    what cannot be carried is listed with the reason. Running it again inserts nothing new.
 
     Example: workflow-deeplabcut migrate --dry-run
+
+    Example: workflow-deeplabcut migrate --from-element neuro_ --host db.lab --user alice --dry-run
     """
+    if from_element is not None:
+        _migrate_element(from_element, host, port, user, dry_run, report_file)
+        return
     from . import migrate
 
     report = migrate.migrate(dry_run=dry_run)
@@ -621,6 +641,43 @@ def migrate_command(
             else f"converted; {report.files_removed} old file(s) removed"
         )
     )
+
+
+def _migrate_element(
+    prefix: str, host: str, port: int, user: str, dry_run: bool, report_file: Path | None
+) -> None:
+    import os
+
+    from .element import ElementSource, migrate_element
+
+    _pipeline()
+    source = ElementSource(prefix, host, port, user, os.environ.get("WORKFLOW_DLC_ELEMENT_PASS", ""))
+    report = migrate_element(source, dry_run=dry_run)
+    table = Table(
+        title=f"element-deeplabcut {prefix}* -> this pipeline"
+        + (" (dry run: nothing written)" if dry_run else "")
+    )
+    for column in (
+        "table",
+        "in source",
+        "would insert" if dry_run else "inserted",
+        "already here",
+        "not carried",
+    ):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for name, c in report.counts.items():
+        table.add_row(name, str(c["source"]), str(c["inserted"]), str(c["present"]), str(c["skipped"]))
+    console.print(table)
+    for skipped in report.skipped:
+        console.print(
+            f"[yellow]not carried[/yellow] {skipped['table']} {skipped['key']}: {skipped['why']}",
+            highlight=False,
+        )
+    for note in report.notes:
+        console.print(f"note: {note['table']} {note['key']}: {note['note']}", highlight=False)
+    if report_file is not None:
+        report_file.write_text(report.to_json())
+        console.print(f"report: {report_file}")
 
 
 @command()
