@@ -210,3 +210,41 @@ def test_migrate_from_element_command(pipeline, element_db, tmp_path):
     assert any("not inside a data root" in s["why"] for s in report["skipped"])
     bad = CliRunner().invoke(app, ["migrate", "--from-element", "nosuch_"])
     assert bad.exit_code != 0 and "holds no element-deeplabcut database" in bad.output
+
+
+def test_attaching_to_element_schemas_is_refused(element_db, tmp_path):
+    """Pointed at element's prefix, the package refuses before declaring anything there."""
+    import sys
+
+    source, _ = element_db
+
+    def schemas():
+        with _mysql() as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE %s", (source.prefix.replace("_", r"\_") + "%",))
+            names = sorted(n for (n,) in cur.fetchall())
+            cur.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema LIKE %s",
+                (source.prefix.replace("_", r"\_") + "%",),
+            )
+            return names, sorted(cur.fetchall())
+
+    before, checksums = schemas(), _checksums(source.prefix)
+    env = {
+        **os.environ,
+        "WORKFLOW_DLC_PREFIX": source.prefix,
+        "WORKFLOW_DLC_DATABASE": "server",
+        "DJ_HOST": "127.0.0.1",
+        "DJ_PORT": "3306",
+        "DJ_BACKEND": "mysql",
+        "DJ_USER": "root",
+        "DJ_PASS": "",
+        "WORKFLOW_DLC_ROOT_DATA_DIR": str(tmp_path),
+        "WORKFLOW_DLC_PROCESSED_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import workflow_deeplabcut.pipeline"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "hold element-deeplabcut's tables" in done.stderr
+    assert f"migrate --from-element {source.prefix}" in done.stderr
+    assert schemas() == before and _checksums(source.prefix) == checksums

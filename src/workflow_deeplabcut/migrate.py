@@ -84,6 +84,35 @@ def _gate_columns() -> dict:
     }
 
 
+def refuse_element_schemas(conn) -> None:
+    """Refuse a prefix whose schemas hold element-deeplabcut's tables, before anything is declared.
+
+    element-deeplabcut's tables share their names with this pipeline's (the tutorial's), so
+    activating there would declare this pipeline's other tables among them. Its
+    ``__model_training`` has no ``pytorch_config``, which this pipeline's always had.
+
+    Raises
+    ------
+    DatabaseError
+        Naming the prefix and ``migrate --from-element``.
+    """
+    from .settings import get_settings, with_prefix
+
+    rows = conn.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema=%s AND table_name=%s",
+        args=(with_prefix("train"), "__model_training"),
+    ).fetchall()
+    columns = {str(r[0]) for r in rows}
+    if columns and "pytorch_config" not in columns:
+        prefix = get_settings().prefix
+        raise DatabaseError(
+            f"The schemas of prefix {prefix!r} hold element-deeplabcut's tables, not this pipeline's "
+            f"({with_prefix('train')}.__model_training has no pytorch_config); nothing was declared "
+            "there. Give this pipeline its own prefix (WORKFLOW_DLC_PREFIX) and carry the rows over "
+            f"with `workflow-deeplabcut migrate --from-element {prefix}` (`--dry-run` first)."
+        )
+
+
 def require_current() -> None:
     """Raise if the database was written by an earlier version (called when the pipeline loads).
 
@@ -310,4 +339,4 @@ def _remove_files(paths: list[str]) -> int:
     return removed
 
 
-__all__ = ["MigrationReport", "migrate", "pending_steps", "require_current"]
+__all__ = ["MigrationReport", "migrate", "pending_steps", "refuse_element_schemas", "require_current"]

@@ -27,9 +27,10 @@ SCHEMAS = {
 def activate() -> database.Target:
     """Connect and activate every schema (idempotent); return where the database is."""
     target = database.configure_datajoint()
-    database.connect()
+    conn = database.connect()
     pending = [(name, module) for name, module in SCHEMAS.items() if not module.schema.is_activated()]
     if pending:
+        migrate.refuse_element_schemas(conn)
         with database.declaration_lock():
             for name, module in pending:
                 try:
