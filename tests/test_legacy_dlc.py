@@ -90,8 +90,10 @@ def legacy_folder(folder: Path, stem: str) -> dict[str, pd.DataFrame]:
         "older": write_output(folder, stem, OLDER, 3),
         "deepcut": write_output(folder, stem, DEEPCUT, 4),
     }
-    for scorer in (SCORER, OLDER, DEEPCUT):
+    for scorer in (SCORER, OLDER):
         write_meta(folder, stem, scorer)
+    meta = {"data": {"Scorer": DEEPCUT, "nframes": NFRAMES}}  # DeepLabCut 2.0 named its meta file so
+    (folder / f"{stem}{DEEPCUT}includingmetadata.pickle").write_bytes(pickle.dumps(meta))
     (folder / f"{stem}{SCORER}_labeled.mp4").write_bytes(b"not a video")
     return frames
 
@@ -152,6 +154,13 @@ def test_output_choice_rules(tmp_path):
     assert f"rec1{SCORER}_filtered.h5" in str(err.value)
     with pytest.raises(dlc.DLCOutputError, match="'filtered' must be True or False"):
         pick(filtered="yes")
+    # A DeepLabCut 2.0 meta file is read (safely) and checked like a _meta.pickle.
+    out = dlc.read_outputs(folder, ["rec1"], choice={"scorer": DEEPCUT})
+    assert out.scorer == DEEPCUT
+    meta = {"data": {"Scorer": OLDER}}
+    (folder / f"rec1{DEEPCUT}includingmetadata.pickle").write_bytes(pickle.dumps(meta))
+    with pytest.raises(dlc.DLCOutputError, match="includingmetadata.pickle names the scorer"):
+        dlc.read_outputs(folder, ["rec1"], choice={"scorer": DEEPCUT})
     # Multi-animal: stitched tracks (_el) when there is no plain file; tracks chooses.
     write_output(folder, "ma", SCORER, 6, "_el", key="tracks")
     write_output(folder, "ma", SCORER, 7, "_bx", key="tracks")

@@ -1345,6 +1345,8 @@ def _check_meta(h5: Path, scorer: str) -> None:
     base = head if head and tail in ("el", "bx", "sk") else base
     meta = h5.with_name(base + "_meta.pickle")  # one per run, beside filtered and track files
     if not meta.exists():
+        meta = h5.with_name(base + "includingmetadata.pickle")  # DeepLabCut 2.0's name for it
+    if not meta.exists():
         return
     data = safe_io.load_pickle(meta)
     recorded = (data.get("data") or {}).get("Scorer") if isinstance(data, dict) else None
