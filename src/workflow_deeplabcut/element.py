@@ -287,6 +287,15 @@ class _Migration:
         self.training()
         self.models()
         self.estimations()
+        # element 0.3+ keeps the labeled videos it made; they are files, remade here on demand.
+        for r in self.read.rows("model", "__labeled_video"):
+            key = {k: r[k] for k in ("subject", "session_datetime", "recording_id", "model_name")}
+            self.report.count("LabeledVideo", "source")
+            self.report.skip(
+                "LabeledVideo",
+                key,
+                "labeled videos are files, not carried: make them with plots.labeled_video",
+            )
 
     def devices(self) -> None:
         rows = self._source("Device")
