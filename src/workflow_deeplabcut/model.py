@@ -42,7 +42,14 @@ def _config_dict(dlc_config) -> tuple[dict, Path]:
             raise dlc.DLCConfigError("A config dict needs 'project_path'; or pass the config.yaml path.")
         path = dlc.config_path_of(dlc_config["project_path"])
         return dlc.read_config(path) | dlc_config, path.parent
-    path = dlc.config_path_of(Path(dlc_config).expanduser().resolve())
+    given = Path(dlc_config).expanduser()
+    if not given.is_absolute() and not given.exists():
+        # Relative to a data root, as element-deeplabcut took it (when not relative to here).
+        try:
+            given = find_full_path(given)
+        except (FileNotFoundError, InputError):
+            pass  # read_config names the missing file
+    path = dlc.config_path_of(given.resolve())
     return dlc.read_config(path), path.parent
 
 
@@ -923,11 +930,12 @@ class PoseEstimationTask(dj.Manual):
         kept and its key returned. See :meth:`generate`.
         """
         model_name = model_name or key.get("model_name")
+        task_mode = task_mode or key.get("task_mode")  # element's notebooks put it in the key
         if not model_name:
             raise InputError("Give the model: insert_estimation_task({**recording_key, 'model_name': ...}).")
         if params is not None and analyze_videos_params is not None:
             raise InputError("Give params or analyze_videos_params, not both (they are the same).")
-        recording = {k: v for k, v in key.items() if k != "model_name"}
+        recording = {k: v for k, v in key.items() if k not in ("model_name", "task_mode")}
         existing = cls & {**one_key(VideoRecording, recording), "model_name": model_name}
         if skip_duplicates and existing:
             return existing.keys()[0]

@@ -193,6 +193,7 @@ def make_dlc_project(
     task: str = "synthetic",
     scorer: str = "truth",
     n_labeled: int = 20,
+    video_name: str = "synthetic",
 ) -> Path:
     """Create a DeepLabCut project around a synthetic video, with labeled frames.
 
@@ -209,6 +210,8 @@ def make_dlc_project(
         DeepLabCut project task and scorer names.
     n_labeled : int
         How many frames to label.
+    video_name : str
+        The video's stem (and its labeled-data folder's name).
 
     Returns
     -------
@@ -221,7 +224,7 @@ def make_dlc_project(
 
     spec = spec or SyntheticSpec()
     directory = Path(directory)
-    video = make_video(directory / "videos", spec)
+    video = make_video(directory / "videos", spec, name=video_name)
     config_path = dlc.create_project(task, scorer, video, directory, bodyparts=list(BODY_PARTS))
     project = config_path.parent
     frames = render_frames(spec)
@@ -242,6 +245,102 @@ def make_dlc_project(
     )
     labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
     return config_path
+
+
+#: The example of element-deeplabcut's tutorial: its project folder, task, date and output folder.
+DLC2_EXAMPLE = {
+    "project": "from_top_tracking-DataJoint-2023-10-11",
+    "task": "from_top_tracking",
+    "date": "Oct11",
+    "iterations": 100000,
+    "outputs": "videos/device_1_recording_1_model_from_top_tracking_100000_maxiters",
+    "parts": {"head": "head", "tail": "tailbase"},  # the synthetic parts under the tutorial's names
+}
+
+
+def make_dlc2_example(raw_root: Path, processed_root: Path, spec: SyntheticSpec | None = None) -> dict:
+    """Write a DeepLabCut 2.x project with a trained TensorFlow model and its outputs, in 2.x's layout.
+
+    It stands in for element-deeplabcut's tutorial data (downloaded from DataJoint's bucket),
+    under the same names (:data:`DLC2_EXAMPLE`), around a synthetic video: the project
+    (``config.yaml`` without ``engine``; ``dlc-models/iteration-0/…/train/pose_cfg.yaml`` and
+    ``snapshot-100000.index/.meta/.data-00000-of-00001``) under ``raw_root``, the video in its
+    ``videos``, and under ``processed_root`` (same relative folder) the outputs as DeepLabCut
+    2.x's ``analyze_videos`` wrote them: ``train1DLC_resnet50_…_100000.h5`` (``table``
+    format), ``.csv`` and ``_meta.pickle``, the ground truth plus 0.5 px noise.
+
+    Returns
+    -------
+    dict
+        ``config``, ``video``, ``output_dir`` (Paths), ``scorer`` and ``truth`` (the frame written).
+    """
+    import pickle
+
+    from ruamel.yaml import YAML
+
+    spec = spec or SyntheticSpec()
+    ex = DLC2_EXAMPLE
+    project = Path(raw_root) / ex["project"]
+    video = make_video(project / "videos", spec, name="train1")
+    parts = list(ex["parts"].values())
+    config = {
+        "Task": ex["task"],
+        "scorer": "DataJoint",
+        "date": ex["date"],
+        "multianimalproject": False,
+        "identity": None,
+        "project_path": str(project),
+        "video_sets": {str(video): {"crop": f"0, {spec.size}, 0, {spec.size}"}},
+        "bodyparts": parts,
+        "start": 0,
+        "stop": 1,
+        "numframes2pick": 20,
+        "skeleton": [parts],
+        "pcutoff": 0.6,
+        "TrainingFraction": [0.95],
+        "iteration": 0,
+        "default_net_type": "resnet_50",
+        "default_augmenter": "default",
+        "snapshotindex": -1,
+        "batch_size": 8,
+        "cropping": False,
+    }
+    yaml = YAML(typ="safe", pure=True)
+    with open(project / "config.yaml", "w") as fh:
+        yaml.dump(config, fh)
+    model = project / "dlc-models" / "iteration-0" / f"{ex['task']}{ex['date']}-trainset95shuffle1"
+    for sub in ("train", "test"):
+        (model / sub).mkdir(parents=True, exist_ok=True)
+        with open(model / sub / "pose_cfg.yaml", "w") as fh:
+            yaml.dump({"net_type": "resnet_50", "all_joints_names": parts, "num_joints": len(parts)}, fh)
+    for suffix in (".index", ".meta", ".data-00000-of-00001"):  # a TensorFlow checkpoint is three files
+        (model / "train" / f"snapshot-{ex['iterations']}{suffix}").write_bytes(b"\0")
+
+    scorer = f"DLC_resnet50_{ex['task']}{ex['date']}shuffle1_{ex['iterations']}"
+    truth = ground_truth(spec)
+    rng = np.random.default_rng(spec.seed)
+    columns = pd.MultiIndex.from_product(
+        [[scorer], parts, ["x", "y", "likelihood"]], names=["scorer", "bodyparts", "coords"]
+    )
+    values = np.empty((spec.n_frames, len(columns)))
+    for i, part in enumerate(ex["parts"]):
+        values[:, 3 * i] = truth[(part, "x")] + rng.normal(0, 0.5, spec.n_frames)
+        values[:, 3 * i + 1] = truth[(part, "y")] + rng.normal(0, 0.5, spec.n_frames)
+        values[:, 3 * i + 2] = rng.uniform(0.9, 1.0, spec.n_frames)
+    frame = pd.DataFrame(values, columns=columns)
+    out = Path(processed_root) / ex["project"] / ex["outputs"]
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_hdf(out / f"train1{scorer}.h5", key="df_with_missing", format="table", mode="w")
+    frame.to_csv(out / f"train1{scorer}.csv")
+    meta = {"data": {"Scorer": scorer, "fps": spec.fps, "nframes": spec.n_frames, "bodyparts": parts}}
+    (out / f"train1{scorer}_meta.pickle").write_bytes(pickle.dumps(meta))
+    return {
+        "config": project / "config.yaml",
+        "video": video,
+        "output_dir": out,
+        "scorer": scorer,
+        "truth": frame,
+    }
 
 
 def write_dlc_outputs(
