@@ -166,6 +166,41 @@ def test_element_database_migrates(pipeline, element_db):
     after = _count(pipeline)
     assert migrate_element(source, dry_run=True).inserted == 0 and _count(pipeline) == after
 
+    # A migration stopped halfway (an estimation and a recording's info missing) is finished
+    # by running it again: only what is missing is inserted.
+    key = {k: carried[0][k] for k in ("subject", "session_datetime", "recording_id", "model_name")}
+    (model.PoseEstimation.BodyPartPosition & key).delete_quick()
+    (model.PoseEstimation & key).delete_quick()
+    rec = {k: key[k] for k in ("subject", "session_datetime", "recording_id")}
+    (model.RecordingInfo & rec).delete_quick()
+    resumed = migrate_element(source)
+    assert {n: c["inserted"] for n, c in resumed.counts.items() if c["inserted"]} == {
+        "RecordingInfo": 1,
+        "PoseEstimation": 1,
+    }
+    assert _count(pipeline) == after
+
+
+def test_stack_positions_refuses_what_cannot_be_stacked():
+    from workflow_deeplabcut.element import stack_positions
+
+    def part(name, frames, n=5):
+        return {
+            "body_part": name,
+            "frame_index": frames,
+            "x_pos": np.arange(n) * 1.0,
+            "y_pos": np.ones(n),
+            "z_pos": None,
+            "likelihood": np.ones(n),
+        }
+
+    poses, slots = stack_positions([part("b", np.arange(5)), part("a", np.arange(5))], ["b", "a"])
+    assert poses.shape == (5, 2, 3) and slots == [("individual_0", "b"), ("individual_0", "a")]
+    with pytest.raises(ValueError, match=r"body part 'a': frame_index is not 0..4"):
+        stack_positions([part("b", np.arange(5)), part("a", np.array([0, 1, 2, 4, 5]))], None)
+    with pytest.raises(ValueError, match="no BodyPartPosition rows"):
+        stack_positions([], None)
+
 
 def test_element_source_bad_input(pipeline, element_db):
     """An unreachable server and a prefix without element's schemas: clear errors, nothing written."""
