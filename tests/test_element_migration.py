@@ -63,6 +63,17 @@ def element_db(pipeline):
     assert done.returncode == 0, done.stderr[-3000:]
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     yield ElementSource(prefix=prefix, **SERVER), counts
+    # The migrated rows go too: an untrained training task among them would be work for the
+    # other tests' `run`.
+    m, t = pipeline.model, pipeline.train
+    for table, restriction in (
+        (pipeline.subject.Subject, [{"subject": "elm1"}, {"subject": "elm2"}]),
+        (m.Model, [{"model_name": "el-openfield-v1"}, {"model_name": "el-openfield-v0"}]),
+        (t.VideoSet, {"video_set_id": 100}),
+        (t.TrainingParamSet, [{"paramset_idx": 100}, {"paramset_idx": 101}]),
+        (pipeline.lab.Device, [{"device": "el-top"}, {"device": "el-side"}]),
+    ):
+        (table & restriction).delete(prompt=False)
     with _mysql() as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE %s", (prefix.replace("_", r"\_") + "%",))
         drops = " ".join(f"DROP DATABASE `{name}`;" for (name,) in cur.fetchall())
