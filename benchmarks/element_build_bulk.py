@@ -9,43 +9,17 @@ one pose estimation per recording whose BodyPartPosition rows hold FRAMES frames
 five arrays per body part: frame_index, x, y, z (null), likelihood), inserted as element does.
 """
 
-import os
 import sys
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
-import datajoint as dj
 import numpy as np
 
 prefix, sessions, parts, frames = sys.argv[1], *map(int, sys.argv[2:5])
-dj.config["database.host"] = os.environ.get("DJ_HOST", "127.0.0.1")
-dj.config["database.user"] = os.environ.get("DJ_USER", "root")
-dj.config["database.password"] = os.environ.get("DJ_PASS", "")
-dj.config["database.use_tls"] = False
-dj.config["safemode"] = False
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from element_pipeline import activate  # noqa: E402
 
-import types  # noqa: E402
-
-import element_deeplabcut.train  # noqa: E402, F401  first: element 0.2.8's train and model import in a circle
-from element_animal import subject  # noqa: E402
-from element_deeplabcut import model, train  # noqa: E402
-from element_lab import lab  # noqa: E402
-from element_session import session_with_datetime as session  # noqa: E402
-
-link = types.ModuleType("element_link")
-sys.modules["element_link"] = link
-link.get_dlc_root_data_dir = lambda: ["/data/raw"]
-link.get_dlc_processed_data_dir = lambda: "/data/processed"
-lab.activate(prefix + "lab")
-for name in ("Source", "Lab", "Protocol", "User", "Project", "Device"):
-    setattr(link, name, getattr(lab, name))
-link.Experimenter = lab.User
-subject.activate(prefix + "subject", linking_module="element_link")
-link.Subject = subject.Subject
-session.activate(prefix + "session", linking_module="element_link")
-link.Session = session.Session
-train.activate(prefix + "train", linking_module="element_link")
-link.train = train
-model.activate(prefix + "model", linking_module="element_link")
+lab, subject, session, train, model = activate(prefix)
 
 rng = np.random.default_rng(0)
 names = [f"part{i:02d}" for i in range(parts)]

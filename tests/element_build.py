@@ -16,43 +16,15 @@ per table, as JSON.
 """
 
 import json
-import os
 import sys
-import types
 from datetime import date, datetime
 
-import datajoint as dj
 import numpy as np
+from element_pipeline import activate  # this folder: the script's own
 
 prefix = sys.argv[1]
-dj.config["database.host"] = os.environ.get("DJ_HOST", "127.0.0.1")
-dj.config["database.user"] = os.environ.get("DJ_USER", "root")
-dj.config["database.password"] = os.environ.get("DJ_PASS", "")
-dj.config["safemode"] = False
-dj.config["database.use_tls"] = False
 
-import element_deeplabcut.train  # noqa: E402, F401  first: element 0.2.8's train and model import in a circle
-from element_animal import subject  # noqa: E402
-from element_deeplabcut import model, train  # noqa: E402
-from element_lab import lab  # noqa: E402
-from element_session import session_with_datetime as session  # noqa: E402
-
-# The linking module, as workflow-deeplabcut 0.2's pipeline.py was.
-link = types.ModuleType("element_link")
-sys.modules["element_link"] = link
-link.get_dlc_root_data_dir = lambda: ["/data/raw"]
-link.get_dlc_processed_data_dir = lambda: "/data/processed"
-lab.activate(prefix + "lab")
-for name in ("Source", "Lab", "Protocol", "User", "Project", "Device"):
-    setattr(link, name, getattr(lab, name))
-link.Experimenter = lab.User
-subject.activate(prefix + "subject", linking_module="element_link")
-link.Subject = subject.Subject
-session.activate(prefix + "session", linking_module="element_link")
-link.Session = session.Session
-train.activate(prefix + "train", linking_module="element_link")
-link.train = train  # model's foreign key names train.TrainingParamSet
-model.activate(prefix + "model", linking_module="element_link")
+lab, subject, session, train, model = activate(prefix)
 
 rng = np.random.default_rng(0)
 PARTS = ["snout", "leftear", "rightear", "tailbase"]

@@ -17,13 +17,7 @@ def test_there_are_six_notebooks():
 @pytest.mark.dlc
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, pipeline):
-    notebook = nbformat.read(path, as_version=4)
-    NotebookClient(
-        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs)
+    _, text = _run(path)
     if path.stem.startswith("03"):
         errors = [
             float(t.split("ground truth ")[1].split()[0]) for t in text.splitlines() if "ground truth" in t
