@@ -393,3 +393,40 @@ def test_element_model_and_task_calls(
     assert model.PoseEstimationTask.insert_estimation_task(task, skip_duplicates=True) == task
     assert len(model.PoseEstimationTask & task) == 1
     (model.PoseEstimationTask & task).delete_quick()  # its folder holds no outputs: not work for `run`
+
+
+def test_multi_animal_file_imports(pipeline, raw_root, new_session, camera):
+    """A DeepLabCut multi-animal file with unique body parts (`_el.h5`, HDF key `tracks`, and its
+    CSV) imports as an external estimation with the file's own slots, values bit-equal (movement
+    alone refuses it: its individuals x body parts is no full grid)."""
+    from workflow_deeplabcut import imports
+
+    model = pipeline.model
+    folder = raw_root / "ma-import"
+    frame = write_output(folder, "rec1", SCORER, 11, "_el", key="tracks")
+    rec = {**new_session("ma-import"), "recording_id": 1}
+    model.VideoRecording.insert1({**rec, "device": camera})
+    model.VideoRecording.File.insert1({**rec, "file_id": 0, "file_path": "videos/rec1.mp4"})
+    model.RecordingInfo.insert1(
+        {
+            **rec,
+            "px_height": 480,
+            "px_width": 640,
+            "nframes": NFRAMES,
+            "fps": 30.0,
+            "recording_duration": 4 / 3,
+        },
+        allow_direct_insert=True,
+    )
+    for suffix in ("h5", "csv"):
+        key = imports.import_pose_file(
+            folder / f"rec1{SCORER}_el.{suffix}", "DeepLabCut", rec, f"ma-{suffix}"
+        )
+        slots = (model.PoseEstimation.BodyPartPosition & key).to_dicts()
+        assert len(slots) == 7 and {(s["individual"], s["body_part"]) for s in slots} >= {
+            ("single", "tailbase")
+        }
+        got = model.PoseEstimation.get_trajectory(key)
+        assert list(got.columns.droplevel(0)) == list(frame.columns.droplevel(0)), suffix
+        assert np.array_equal(got.to_numpy(), frame.to_numpy(), equal_nan=True), suffix
+        assert (model.PoseEstimation & key).fetch1("scorer") == SCORER

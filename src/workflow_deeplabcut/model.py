@@ -1177,6 +1177,10 @@ class PoseEstimation(dj.Computed):
         path = find_full_path(params["source_file"])
         ds = poses.load_external(path, params["source_software"], **params.get("loader", {}))
         slots, coords, values = poses.dataset_poses(ds, dlc.SINGLE_INDIVIDUAL)
+        if ds.attrs.get("file_slots"):  # a multi-animal file's own slots, not movement's full grid
+            where = {slot: k for k, slot in enumerate(slots)}
+            keep = [where[tuple(slot)] for slot in ds.attrs["file_slots"]]
+            slots, values = [slots[k] for k in keep], values[:, keep, :]
         found = sorted({b for _, b in slots})
         if found != parts:
             raise PoseFileError(

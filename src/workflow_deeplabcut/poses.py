@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from . import safe_io
@@ -295,16 +296,54 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
     path = Path(path)
     if not path.is_file():
         raise PoseFileError(f"Pose file {path} does not exist; check the path.")
-    if path.suffix.lower() in (".h5", ".hdf5") and software in ("DeepLabCut", "LightningPose"):
-        frame = safe_io.read_pandas_hdf(path)  # raises UnsafeFileError itself
+    dlc_file = software == "DeepLabCut" and path.suffix.lower() in (".h5", ".hdf5", ".csv")
+    if dlc_file or (path.suffix.lower() in (".h5", ".hdf5") and software == "LightningPose"):
         try:
-            return load_poses.from_dlc_style_df(frame, fps=fps, source_software=EXTERNAL_SOFTWARE[software])
-        except (ValueError, KeyError, TypeError) as err:
+            frame = _read_dlc_style(path)
+            slots = None
+            if "individuals" in frame.columns.names:
+                frame, slots = _as_grid(frame)
+            ds = load_poses.from_dlc_style_df(frame, fps=fps, source_software=EXTERNAL_SOFTWARE[software])
+        except (ValueError, KeyError, TypeError, IndexError) as err:
             raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
+        if slots is not None:
+            ds.attrs["file_slots"] = slots  # the file's own (individual, body part) pairs, in order
+        return ds
     try:
         return load_dataset(path, source_software=EXTERNAL_SOFTWARE[software], fps=fps, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise PoseFileError(f"{path} could not be read as {software} pose data: {err}") from None
+
+
+def _read_dlc_style(path: Path) -> pd.DataFrame:
+    """Read a DeepLabCut-style ``.h5`` (without unpickling, :mod:`.safe_io`) or ``.csv`` pose file."""
+    if path.suffix.lower() != ".csv":
+        return safe_io.read_pandas_hdf(path)  # raises UnsafeFileError itself
+    with open(path, newline="") as fh:
+        fh.readline()
+        multi = fh.readline().startswith("individuals")
+    header = [0, 1, 2, 3] if multi else [0, 1, 2]
+    return pd.read_csv(
+        path, header=header, index_col=0, float_precision="round_trip"
+    )  # the file's values exactly
+
+
+def _as_grid(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Give a multi-animal frame every individual x body part (NaN where the file has none).
+
+    DeepLabCut's unique body parts belong to the individual ``single`` only; movement needs a
+    full grid. Returns the frame and the file's own (individual, body part) pairs, in order, so
+    that the cells added here are not stored.
+    """
+    names = list(frame.columns.names)
+    i_ind, i_bp, i_c = names.index("individuals"), names.index("bodyparts"), names.index("coords")
+    slots = list(dict.fromkeys((str(c[i_ind]), str(c[i_bp])) for c in frame.columns))
+    individuals = list(dict.fromkeys(s[0] for s in slots))
+    parts = list(dict.fromkeys(s[1] for s in slots))
+    coords = list(dict.fromkeys(str(c[i_c]) for c in frame.columns))
+    scorer = frame.columns.get_level_values(0)[0]
+    full = pd.MultiIndex.from_product([[scorer], individuals, parts, coords], names=names)
+    return (frame if frame.columns.equals(full) else frame.reindex(columns=full)), slots
 
 
 def anipose_quality(path: Path, body_parts: list[str], unit: str = "mm") -> dict:
