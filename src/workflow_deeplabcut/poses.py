@@ -298,8 +298,8 @@ def load_external(path: Path, software: str, fps: float | None = None, **kwargs)
         raise PoseFileError(f"Pose file {path} does not exist; check the path.")
     dlc_file = software == "DeepLabCut" and path.suffix.lower() in (".h5", ".hdf5", ".csv")
     if dlc_file or (path.suffix.lower() in (".h5", ".hdf5") and software == "LightningPose"):
+        frame = _read_dlc_style(path)  # an unsafe file is refused as such (UnsafeFileError)
         try:
-            frame = _read_dlc_style(path)
             slots = None
             if "individuals" in frame.columns.names:
                 frame, slots = _as_grid(frame)
@@ -323,9 +323,10 @@ def _read_dlc_style(path: Path) -> pd.DataFrame:
         fh.readline()
         multi = fh.readline().startswith("individuals")
     header = [0, 1, 2, 3] if multi else [0, 1, 2]
-    return pd.read_csv(
-        path, header=header, index_col=0, float_precision="round_trip"
-    )  # the file's values exactly
+    try:  # round-trip precision: the file's values exactly
+        return pd.read_csv(path, header=header, index_col=0, float_precision="round_trip")
+    except (ValueError, IndexError) as err:
+        raise PoseFileError(f"{path} could not be read as a DeepLabCut pose CSV: {err}") from None
 
 
 def _as_grid(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
