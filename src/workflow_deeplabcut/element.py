@@ -122,6 +122,7 @@ class ElementReader:
         import pymysql
 
         self.source = source
+        self._layout: dict[tuple[str, str], dict[str, str] | None] = {}
         try:
             self.conn = pymysql.connect(
                 host=source.host,
@@ -151,23 +152,23 @@ class ElementReader:
         """Close the connection."""
         self.conn.close()
 
+    def _columns(self, schema: str, table: str) -> dict[str, str] | None:
+        """Return a table's column types (None: no such table), asked once per table."""
+        key = (schema, table)
+        if key not in self._layout:
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema=%s AND table_name=%s",
+                    (self.source.prefix + schema, table),
+                )
+                found = {str(name): str(kind).lower() for name, kind in cur.fetchall()}
+            self._layout[key] = found or None
+        return self._layout[key]
+
     def has(self, schema: str, table: str) -> bool:
         """Whether ``<prefix><schema>.<table>`` exists."""
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema=%s AND table_name=%s",
-                (self.source.prefix + schema, table),
-            )
-            return cur.fetchone() is not None
-
-    def _blob_columns(self, schema: str, table: str) -> set[str]:
-        with self.conn.cursor() as cur:
-            cur.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_schema=%s AND table_name=%s",
-                (self.source.prefix + schema, table),
-            )
-            return {name for name, kind in cur.fetchall() if kind.lower().endswith("blob")}
+        return self._columns(schema, table) is not None
 
     def rows(self, schema: str, table: str, where: dict | None = None) -> list[dict]:
         """Return a table's rows (``where``: equal values), blobs decoded; [] if it does not exist."""
@@ -175,7 +176,7 @@ class ElementReader:
 
         if not self.has(schema, table):
             return []
-        blobs = self._blob_columns(schema, table)
+        blobs = {name for name, kind in self._columns(schema, table).items() if kind.endswith("blob")}
         sql = f"SELECT * FROM `{self.source.prefix}{schema}`.`{table}`"
         args = ()
         if where:
