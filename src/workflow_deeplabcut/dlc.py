@@ -58,6 +58,31 @@ RUN_RECORD = ".workflow_dlc_run.json"
 ENGINES = ("auto", "workflow", "deeplabcut")
 #: ``Model.engine`` of DeepLabCut 2.x (TensorFlow) models: their outputs load, they do not run.
 TF_ENGINE = "tensorflow"
+#: Multi-animal trackers: DeepLabCut's ``track_method`` and the suffix of its track files.
+TRACKERS = {"box": "bx", "ellipse": "el", "skeleton": "sk"}
+#: Task params of a multi-animal trigger task (see :func:`tracking_params`).
+TRACKING_OPTIONS = {
+    "track_method": "'box', 'ellipse' or 'skeleton' (default: config.yaml's default_track_method)",
+    "n_tracks": "how many animals to stitch tracks for (default: every individual in config.yaml)",
+    "tracker": "inference_cfg.yaml values for the tracker, e.g. {'max_age': 5, 'boundingboxslack': 20} "
+    "(default: the shuffle's test/inference_cfg.yaml)",
+    "min_length": "tracklets shorter than this are left out of stitching (default 10)",
+    "max_gap": "the longest gap in frames stitching may bridge (default: DeepLabCut's)",
+}
+#: The tracker values a task records (DeepLabCut's inference_cfg.yaml keys).
+TRACKER_KEYS = (
+    "boundingboxslack",
+    "iou_threshold",
+    "max_age",
+    "min_hits",
+    "pafthreshold",
+    "pcutoff",
+    "topktoretain",
+    "minimalnumberofconnections",
+    "variant",
+    "method",
+    "withid",
+)
 #: Load-mode task params that choose among a folder's outputs (see :func:`choose_output`).
 OUTPUT_CHOICES = {
     "scorer": "the scorer (network name) of the outputs to load, e.g. "
@@ -269,9 +294,19 @@ def relocate_project(config: str | Path) -> Path:
 
 
 def create_project(
-    task: str, scorer: str, video: str | Path, working_dir: str | Path, *, bodyparts: list[str]
+    task: str,
+    scorer: str,
+    video: str | Path,
+    working_dir: str | Path,
+    *,
+    bodyparts: list[str],
+    individuals: list[str] | None = None,
+    unique_bodyparts: list[str] = (),
 ) -> Path:
-    """Create a single-animal PyTorch DeepLabCut project holding a copy of one video.
+    """Create a PyTorch DeepLabCut project holding a copy of one video.
+
+    With ``individuals`` the project is multi-animal: ``bodyparts`` become its
+    ``multianimalbodyparts`` and the skeleton links them in order.
 
     Returns
     -------
@@ -282,12 +317,29 @@ def create_project(
     chatter = io.StringIO()  # DeepLabCut prints a dozen lines of advice: keep them for the log
     with contextlib.redirect_stdout(chatter):
         config = deeplabcut.create_new_project(
-            task, scorer, [str(video)], working_directory=str(working_dir), copy_videos=True
+            task,
+            scorer,
+            [str(video)],
+            working_directory=str(working_dir),
+            copy_videos=True,
+            multianimal=individuals is not None,
         )
     logger.debug("deeplabcut.create_new_project: %s", chatter.getvalue())
     if config == "nothingcreated" or config is None:
         raise DLCConfigError(f"DeepLabCut created no project for {video} in {working_dir}.")
-    edit_config(config, {"bodyparts": list(bodyparts), "engine": "pytorch"})
+    if individuals is None:
+        edit_config(config, {"bodyparts": list(bodyparts), "engine": "pytorch"})
+    else:
+        edit_config(
+            config,
+            {
+                "engine": "pytorch",
+                "individuals": list(individuals),
+                "multianimalbodyparts": list(bodyparts),
+                "uniquebodyparts": list(unique_bodyparts),
+                "skeleton": [list(pair) for pair in zip(bodyparts[:-1], bodyparts[1:], strict=True)],
+            },
+        )
     return Path(config)
 
 
@@ -472,10 +524,19 @@ def _backbone_updates(pytorch_cfg: dict, backbone: str) -> dict:
     """Dotted updates that swap the backbone for a timm model and resize the heads."""
     import timm
 
+    kind = ((pytorch_cfg.get("model") or {}).get("backbone") or {}).get("type")
+    if kind not in (None, "ResNet", "HRNet", "CSPNeXt"):
+        raise DLCConfigError(
+            f"The training param 'backbone' cannot replace {pytorch_cfg.get('net_type')}'s {kind} "
+            "backbone (its heads read that backbone's own stages). For a small multi-animal model "
+            "train net_type 'resnet_50' (bottom-up, part-affinity fields) with the backbone "
+            "override, or leave 'backbone' out."
+        )
+
     channels = timm.create_model(backbone, pretrained=False, num_classes=0).num_features
     updates = {"model.backbone.model_name": backbone, "model.backbone_output_channels": channels}
     for head, head_cfg in (pytorch_cfg["model"].get("heads") or {}).items():
-        for section in ("heatmap_config", "locref_config"):
+        for section in ("heatmap_config", "locref_config", "paf_config"):
             if section in head_cfg:
                 sizes = list(head_cfg[section]["channels"])
                 sizes[0] = channels
@@ -670,6 +731,12 @@ def train(
     """
     path = relocate_project(config)
     check_project_files(path.parent, [init_snapshot] if init_snapshot else [])
+    net_type = str(params.get("net_type") or read_config(path).get("default_net_type") or "")
+    if params.get("backbone") and net_type.startswith("dlcrnet"):
+        # Refused before the dataset is made: that would edit the project's shared files.
+        _backbone_updates(
+            {"net_type": net_type, "model": {"backbone": {"type": "DLCRNet"}}}, params["backbone"]
+        )
     before = _training_files(path.parent)
     settings = _settings_files(path.parent, shuffle)
     try:
@@ -905,6 +972,12 @@ def read_evaluation(project: Path, cfg: dict, shuffle: int, trainingsetindex: in
         "p_cutoff": float(cfg.get("pcutoff", 0.6)),
         "train_error_p": value(pcut[0]) if pcut else value("train rmse_pcutoff"),
         "test_error_p": value("test rmse_pcutoff"),
+        # DeepLabCut 3's keypoint mAP/mAR (%): for a multi-animal model, how well it assembles animals
+        "metrics": {
+            f"{split}_{m.lower()}": value(f"{split} {m}")
+            for split in ("train", "test")
+            for m in ("mAP", "mAR")
+        },
     }
 
 
@@ -1012,11 +1085,138 @@ def staged(output_dir: Path, check: Callable[[Path], None] | None = None):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def tracking_params(
+    cfg: dict, shuffle: int, trainingsetindex: int, params: dict, modelprefix: str = ""
+) -> dict:
+    """Return a multi-animal task's tracking params, checked, with every default filled in.
+
+    The defaults are DeepLabCut's: the project's ``default_track_method``, every individual,
+    the shuffle's ``test/inference_cfg.yaml`` (its built-in values when the file is missing),
+    ``min_length`` 10. The result is what the task records (see :data:`TRACKING_OPTIONS`).
+
+    Raises
+    ------
+    DLCConfigError
+        For a single-animal project, an unknown tracker or tracker key, or ``n_tracks`` out of
+        range; each names the fix.
+    """
+    asked = {k: params[k] for k in TRACKING_OPTIONS if params.get(k) is not None}
+    if not cfg.get("multianimalproject"):
+        if asked or params.get("auto_track"):
+            raise DLCConfigError(
+                f"The task params {sorted(asked) or ['auto_track']} are for multi-animal models, but "
+                f"{cfg.get('Task')} is a single-animal project: drop them, or pair the task with a "
+                "multi-animal model."
+            )
+        return {}
+    if params.get("auto_track") is False:
+        raise DLCConfigError(
+            "auto_track: False would leave a multi-animal model's detections untracked (DeepLabCut "
+            "writes no pose file then); drop it: tracking is part of the task."
+        )
+    individuals = list(cfg.get("individuals") or [])
+    method = asked.get("track_method", cfg.get("default_track_method") or "ellipse")
+    if method not in TRACKERS:
+        raise DLCConfigError(f"track_method must be one of {sorted(TRACKERS)}, not {method!r}.")
+    n_tracks = asked.get("n_tracks", len(individuals))
+    if isinstance(n_tracks, bool) or not isinstance(n_tracks, int) or not 1 <= n_tracks <= len(individuals):
+        raise DLCConfigError(
+            f"n_tracks must be a whole number from 1 to {len(individuals)} (the project's individuals "
+            f"{individuals}), not {n_tracks!r}."
+        )
+    tracker = asked.get("tracker") or {}
+    if not isinstance(tracker, dict) or set(tracker) - set(TRACKER_KEYS):
+        raise DLCConfigError(
+            f"tracker must be a dict of DeepLabCut inference_cfg.yaml values with keys among "
+            f"{list(TRACKER_KEYS)}, not {tracker!r}."
+        )
+    inference_cfg = model_folder(cfg, shuffle, trainingsetindex, modelprefix) / "test" / "inference_cfg.yaml"
+    if inference_cfg.is_file():
+        with open(inference_cfg) as fh:
+            defaults = dict(YAML(typ="safe", pure=True).load(fh) or {})
+    else:
+        from deeplabcut.utils.auxfun_multianimal import form_default_inferencecfg
+
+        defaults = dict(form_default_inferencecfg(cfg))
+    resolved = {k: defaults[k] for k in TRACKER_KEYS if k in defaults} | tracker
+    min_length = asked.get("min_length", 10)
+    if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
+        raise DLCConfigError(f"min_length must be a whole number >= 1, not {min_length!r}.")
+    out = {"track_method": method, "n_tracks": n_tracks, "tracker": resolved, "min_length": min_length}
+    if "max_gap" in asked:
+        out["max_gap"] = asked["max_gap"]
+    return out
+
+
+class TrackingError(DLCOutputError):
+    """DeepLabCut's tracking made no track of a multi-animal video."""
+
+
+def _track(
+    path, cfg, videos, output_dir, shuffle, trainingsetindex, snapshotindex, modelprefix, tracking
+) -> None:
+    """Turn a multi-animal model's detections in ``output_dir`` into tracks, as DeepLabCut does.
+
+    DeepLabCut's own two steps, with the task's tracker values passed in (the project's
+    ``inference_cfg.yaml`` is neither read for them nor written): ``convert_detections2tracklets``
+    then ``stitch_tracklets`` to ``n_tracks``. They write ``<video><scorer>_<el|bx|sk>.h5``.
+    """
+    deeplabcut = _import_deeplabcut()
+    # The PyTorch engine's own function: DeepLabCut's top-level one drops snapshot_index.
+    from deeplabcut.pose_estimation_pytorch.apis.tracklets import convert_detections2tracklets
+
+    method = tracking["track_method"]
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter):
+        convert_detections2tracklets(
+            str(path),
+            [str(v) for v in videos],
+            shuffle=shuffle,
+            trainingsetindex=trainingsetindex,
+            destfolder=str(output_dir),
+            inferencecfg=dict(tracking["tracker"]),
+            modelprefix=modelprefix,
+            track_method=method,
+            snapshot_index=snapshotindex,
+            overwrite=True,
+        )
+        stitch = {k: tracking[k] for k in ("min_length", "max_gap") if k in tracking}
+        try:
+            deeplabcut.stitch_tracklets(
+                str(path),
+                [str(v) for v in videos],
+                shuffle=shuffle,
+                trainingsetindex=trainingsetindex,
+                n_tracks=tracking["n_tracks"],
+                destfolder=str(output_dir),
+                modelprefix=modelprefix,
+                track_method=method,
+                snapshot_index=snapshotindex,
+                **stitch,
+            )
+        except OSError as err:
+            if "Tracklets are empty" not in str(err):
+                raise
+            raise TrackingError(
+                f"DeepLabCut's {method} tracker made no tracklet of {tracking['min_length']} frames or "
+                f"more in {[Path(v).name for v in videos]}: the model finds too few whole animals "
+                "frame to frame, or the tracker is too strict for them. Try the task params "
+                "{'track_method': 'box', 'tracker': {'boundingboxslack': 20, 'max_age': 5, "
+                "'iou_threshold': 0.3}} (ellipses need more than three body parts), a lower "
+                "'min_length', or a better model (more labels or epochs)."
+            ) from None
+    logger.debug("DeepLabCut tracking: %s", chatter.getvalue())
+
+
 def _run_inference(
     path, cfg, videos, output_dir, shuffle, trainingsetindex, snapshotindex, modelprefix, params, engine
 ) -> str:
     """Run our engine or ``analyze_videos`` into ``output_dir``; return which ran."""
     deeplabcut = _import_deeplabcut()
+    tracking = {}
+    if cfg.get("multianimalproject"):
+        tracking = tracking_params(cfg, shuffle, trainingsetindex, params, modelprefix)
+        params = {k: v for k, v in params.items() if k not in TRACKING_OPTIONS and k != "auto_track"}
     ran = "deeplabcut"
     if engine != "deeplabcut":
         from . import inference
@@ -1058,7 +1258,10 @@ def _run_inference(
             overwrite=True,
             snapshot_index=snapshotindex,
             **params,
+            **({"auto_track": False} if tracking else {}),
         )
+    if tracking:
+        _track(path, cfg, videos, output_dir, shuffle, trainingsetindex, snapshotindex, modelprefix, tracking)
     return ran
 
 

@@ -256,6 +256,28 @@ class Model(dj.Manual):
         -> BodyPart
         """
 
+    class Individual(dj.Part):
+        definition = """
+        # an animal a multi-animal model tells apart (config.yaml's individuals); none: single-animal
+        -> master
+        individual: varchar(32)
+        ---
+        individual_index: int16  # its place in config.yaml's individuals
+        """
+
+    class UniqueBodyPart(dj.Part):
+        definition = """
+        # a body part of no individual (config.yaml's uniquebodyparts): estimated under 'single'
+        -> master
+        -> BodyPart
+        """
+
+    @classmethod
+    def individuals(cls, key: dict) -> list[str]:
+        """Return a model's individuals in config order; empty for a single-animal model."""
+        rows = (cls.Individual & {"model_name": key["model_name"]}).to_dicts()
+        return [r["individual"] for r in sorted(rows, key=lambda r: r["individual_index"])]
+
     @classmethod
     def insert_new_model(
         cls,
@@ -578,7 +600,17 @@ class Model(dj.Manual):
         """Insert a row from :meth:`build_model` with its body parts (call inside a transaction)."""
         BodyPart.insert([{"body_part": bp} for bp in parts], skip_duplicates=True)
         cls.insert1(row)
-        cls.BodyPart.insert([{"model_name": row["model_name"], "body_part": bp} for bp in parts])
+        name = {"model_name": row["model_name"]}
+        cls.BodyPart.insert([{**name, "body_part": bp} for bp in parts])
+        cfg = row.get("config_template") or {}
+        if cfg.get("multianimalproject"):
+            cls.Individual.insert(
+                [
+                    {**name, "individual": i, "individual_index": k}
+                    for k, i in enumerate(cfg.get("individuals") or [])
+                ]
+            )
+            cls.UniqueBodyPart.insert([{**name, "body_part": bp} for bp in cfg.get("uniquebodyparts") or []])
 
     @classmethod
     def relocate(cls, model_name: str, dlc_config) -> tuple[str, str]:
@@ -738,6 +770,17 @@ class ModelEvaluation(dj.Computed):
     warning="": varchar(512)  # quality gate: set when the test error is large for the frames
     """
 
+    class Metrics(dj.Part):
+        definition = """
+        # DeepLabCut 3's keypoint mAP and mAR (percent, OKS-based): for multi-animal models, how well whole animals are found
+        -> master
+        ---
+        train_map=null: float64
+        train_mar=null: float64
+        test_map=null: float64
+        test_mar=null: float64
+        """
+
     @property
     def key_source(self):
         """DeepLabCut models: external models have no project to evaluate."""
@@ -782,8 +825,11 @@ class ModelEvaluation(dj.Computed):
         return [{**results, "warning": quality.model_warning(results["test_error"], size, gate)[:512]}]
 
     def make_insert(self, key, results):
-        """Store the errors."""
+        """Store the errors, and DeepLabCut's mAP/mAR when its results file has them."""
+        metrics = results.pop("metrics", None) or {}
         self.insert1({**key, **results})
+        if any(v is not None for v in metrics.values()):
+            self.Metrics.insert1({**key, **metrics})
 
 
 def _cuda() -> bool:
@@ -897,6 +943,7 @@ class PoseEstimationTask(dj.Manual):
                     "trigger-mode task writes its model's own. Drop them, or use task_mode='load'."
                 )
             refuse_tensorflow_run((Model & {"model_name": model_name}).fetch1())
+        analyze_videos_params = _with_tracking(model_name, task_mode, analyze_videos_params)
         cls.insert1(
             {
                 **key,
@@ -1068,6 +1115,7 @@ class PoseEstimation(dj.Computed):
         if model["engine"] == superanimal.ENGINE:
             model["superanimal"] = template  # what to run: there is no project
         parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
+        model["individuals"] = Model.individuals(key)
         files = sorted((VideoRecording.File & key).to_dicts(), key=lambda r: r["file_id"])
         videos = [r["file_path"] for r in files]  # relative: load mode needs only their names
         nframes = (RecordingInfo & key).fetch1("nframes")
@@ -1092,10 +1140,13 @@ class PoseEstimation(dj.Computed):
         stems = [PurePosixPath(v).stem for v in videos]
         zoo = model["engine"] == superanimal.ENGINE
         infix = f"_{model['scorer']}" if zoo else "DLC*"
+        task_params = task["pose_estimation_params"] or {}
         which = {
             "prefer": dlc.legacy_scorers(model["scorer"]),  # the model's own file, when there are several
-            "choice": task["pose_estimation_params"] if task["task_mode"] == "load" else None,
+            "choice": task_params if task["task_mode"] == "load" else None,
         }
+        if task["task_mode"] == "trigger" and task_params.get("track_method"):
+            which["choice"] = {"tracks": dlc.TRACKERS[task_params["track_method"]]}  # this run's tracks
 
         def check(folder: Path) -> None:
             out = dlc.read_outputs(folder, stems, infix, **which)
@@ -1147,6 +1198,20 @@ class PoseEstimation(dj.Computed):
             raise dlc.DLCOutputError(
                 f"DeepLabCut wrote outputs as {out.scorer!r} but model {model['model_name']!r} is "
                 f"{model['scorer']!r}; the project's snapshots changed since registration."
+            )
+        individuals = {i for i, _ in out.slots}
+        known = set(model.get("individuals") or ()) | {"single"}
+        if model.get("individuals") and not individuals <= known:
+            raise dlc.DLCOutputError(
+                f"The outputs in {output_dir} hold individuals {sorted(individuals)} but model "
+                f"{model['model_name']!r} has {model['individuals']}: they come from another project. "
+                "Remove them, or pair the task with the model that made them."
+            )
+        if model.get("individuals") is not None and not model.get("individuals") and len(individuals) > 1:
+            raise dlc.DLCOutputError(
+                f"The outputs in {output_dir} hold several individuals {sorted(individuals)} but model "
+                f"{model['model_name']!r} is single-animal: they come from a multi-animal model. "
+                "Register that model and pair the task with it."
             )
         if out.body_parts != set(parts):
             raise dlc.DLCOutputError(
@@ -1332,6 +1397,36 @@ class PoseEstimation(dj.Computed):
         unit = units[0]["unit"] if units else "mm" if "z" in window.coords else "px"
         ds.attrs.update(space_unit=unit, **{k: str(v) for k, v in match.items()})
         return ds
+
+
+def _with_tracking(model_name: str, task_mode: str, params: dict | None) -> dict | None:
+    """Return a task's params with a multi-animal model's tracking resolved and recorded.
+
+    A trigger task of a multi-animal model records its tracker (``track_method``,
+    ``n_tracks``, ``tracker``, ``min_length``: see :data:`dlc.TRACKING_OPTIONS`) with every
+    default filled in from the project, so the row says how its tracks were made. Tracking
+    params on a single-animal model, or on a load task, are refused.
+    """
+    model = (Model & {"model_name": model_name}).fetch1()
+    params = dict(params or {})
+    asked = sorted(k for k in (*dlc.TRACKING_OPTIONS, "auto_track") if k in params)
+    multi = bool(Model.individuals(model))
+    if task_mode == "load" or not multi:
+        if asked:
+            why = (
+                f"model {model_name!r} is single-animal"
+                if not multi
+                else "a load task reads tracks already made (choose them with 'tracks')"
+            )
+            raise InputError(f"The task params {asked} set multi-animal tracking, but {why}: drop them.")
+        return params or None
+    cfg = dlc.read_config(Model.project_config({"model_name": model_name})) | {
+        "iteration": model["iteration"]
+    }
+    tracking = dlc.tracking_params(
+        cfg, model["shuffle"], model["trainingsetindex"], params, model["model_prefix"]
+    )
+    return {k: v for k, v in params.items() if k != "auto_track"} | tracking
 
 
 def refuse_tensorflow_run(model: dict) -> None:

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 BODY_PARTS = ("head", "tail")
-_COLOURS = {"head": (235, 40, 40), "tail": (40, 235, 40)}
+MULTI_BODY_PARTS = ("head", "body", "tail")  # each animal of a MultiAnimalSpec video
+_COLOURS = {"head": (235, 40, 40), "body": (60, 90, 240), "tail": (40, 235, 40)}
 
 
 @dataclass(frozen=True)
@@ -476,3 +477,155 @@ def write_dlc_h5(frame: pd.DataFrame, path: Path, scorer: str = "DLC_external") 
     path.parent.mkdir(parents=True, exist_ok=True)
     out.to_hdf(path, key="df_with_missing", mode="w", format="fixed")
     return path
+
+
+# --------------------------------------------------------------------------- several animals
+@dataclass(frozen=True)
+class MultiAnimalSpec:
+    """Parameters of a synthetic video of several look-alike animals whose paths cross.
+
+    The geometry: frames are ``size x size``; each animal is a chain of three discs on its circle
+    of radius ``size/5``: a red ``head`` (radius ``size/26``), a blue ``body`` (``size/26``)
+    trailing it by ``body_lag`` of a turn and a green ``tail`` (``size/32``) trailing the body by
+    as much. (Three parts, not two: DeepLabCut assembles an animal from at least two links.)
+    Animal ``k``'s circle is centred at ``x = size/2 + (k - (n-1)/2) * 1.2 * radius``, so
+    neighbouring circles intersect; even
+    animals turn anti-clockwise, odd ones clockwise, all with one turn every ``period`` frames,
+    and odd animals start ``phase`` radians later. The paths cross, but not at the same time:
+    with the defaults the heads of neighbours come within ~19 px of each other twice a turn.
+    All animals look the same: only their motion tells them apart.
+    """
+
+    n_frames: int = 300
+    size: int = 160
+    fps: float = 30.0
+    period: int = 100
+    n_animals: int = 2
+    seed: int = 0
+    body_lag: float = 0.05
+    phase: float = math.pi / 3
+
+    @property
+    def radius(self) -> float:
+        """Radius of each animal's circle, in pixels."""
+        return self.size / 5
+
+    @property
+    def individuals(self) -> list[str]:
+        """The animals' names, as DeepLabCut's config lists them."""
+        return [f"animal{k + 1}" for k in range(self.n_animals)]
+
+    @property
+    def disc_radii(self) -> dict:
+        """Each body part's disc radius, in pixels."""
+        return {"head": self.size / 26, "body": self.size / 26, "tail": self.size / 32}
+
+
+def multi_animal_truth(spec: MultiAnimalSpec) -> pd.DataFrame:
+    """Return the true position of every animal's body parts in every frame.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by frame, with columns ``(individuals, bodyparts, coords)``, coords ``x``, ``y``.
+    """
+    t = np.arange(spec.n_frames)
+    centre = (spec.size - 1) / 2
+    columns = {}
+    for k, name in enumerate(spec.individuals):
+        cx = centre + (k - (spec.n_animals - 1) / 2) * 1.2 * spec.radius
+        turn = 1 if k % 2 == 0 else -1
+        start = (math.pi + spec.phase) if k % 2 else 0.0
+        for i, part in enumerate(MULTI_BODY_PARTS):
+            angle = turn * (2 * np.pi * t / spec.period - i * 2 * np.pi * spec.body_lag) + start
+            columns[(name, part, "x")] = cx + spec.radius * np.cos(angle)
+            columns[(name, part, "y")] = centre - spec.radius * np.sin(angle)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(spec.n_frames, name="frame"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["individuals", "bodyparts", "coords"])
+    return frame
+
+
+def apart_frames(spec: MultiAnimalSpec) -> np.ndarray:
+    """Return a boolean per frame: True where no two animals' discs overlap or touch."""
+    truth = multi_animal_truth(spec)
+    reach = 2 * max(spec.disc_radii.values())
+    apart = np.ones(spec.n_frames, bool)
+    names = spec.individuals
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            for pa in MULTI_BODY_PARTS:
+                for pb in MULTI_BODY_PARTS:
+                    d = np.hypot(
+                        truth[(names[a], pa, "x")] - truth[(names[b], pb, "x")],
+                        truth[(names[a], pa, "y")] - truth[(names[b], pb, "y")],
+                    )
+                    apart &= d.to_numpy() > reach
+    return apart
+
+
+def render_multi_animal(spec: MultiAnimalSpec) -> np.ndarray:
+    """Render the frames of a :class:`MultiAnimalSpec` video (``uint8``, ``(n, size, size, 3)``)."""
+    rng = np.random.default_rng(spec.seed)
+    truth = multi_animal_truth(spec)
+    yy, xx = np.mgrid[0 : spec.size, 0 : spec.size]
+    frames = rng.integers(10, 40, size=(spec.n_frames, spec.size, spec.size, 3), dtype=np.uint8)
+    for f in range(spec.n_frames):
+        for name in spec.individuals:
+            for part in MULTI_BODY_PARTS:
+                x, y = truth.at[f, (name, part, "x")], truth.at[f, (name, part, "y")]
+                frames[f][(xx - x) ** 2 + (yy - y) ** 2 <= spec.disc_radii[part] ** 2] = _COLOURS[part]
+    return frames
+
+
+def make_multi_animal_project(
+    directory: Path,
+    spec: MultiAnimalSpec | None = None,
+    *,
+    task: str = "social",
+    scorer: str = "truth",
+    n_labeled: int = 30,
+    video_name: str = "pair",
+) -> Path:
+    """Create a multi-animal DeepLabCut project around a :class:`MultiAnimalSpec` video.
+
+    The config lists the animals as ``individuals`` and ``head``, ``body``, ``tail`` as
+    ``multianimalbodyparts`` (skeleton head–body–tail); ``labeled-data`` holds ``n_labeled`` evenly
+    spaced frames labeled with the exact truth in DeepLabCut's multi-animal layout (columns
+    ``scorer/individuals/bodyparts/coords``). The video and ``<video_name>_truth.csv`` are
+    written to ``directory/videos``.
+
+    Returns
+    -------
+    Path
+        The project's ``config.yaml``.
+    """
+    from PIL import Image
+
+    from . import dlc
+
+    spec = spec or MultiAnimalSpec()
+    directory = Path(directory)
+    (directory / "videos").mkdir(parents=True, exist_ok=True)
+    truth = multi_animal_truth(spec)
+    truth.to_csv(directory / "videos" / f"{video_name}_truth.csv")
+    frames = render_multi_animal(spec)
+    video = write_video(directory / "videos" / f"{video_name}.mp4", frames, spec.fps)
+    config_path = dlc.create_project(
+        task, scorer, video, directory, bodyparts=list(MULTI_BODY_PARTS), individuals=spec.individuals
+    )
+    label_dir = config_path.parent / "labeled-data" / video.stem
+    label_dir.mkdir(parents=True, exist_ok=True)
+    picked = np.linspace(0, spec.n_frames - 1, n_labeled).round().astype(int)
+    index = []
+    for f in picked:
+        name = f"img{f:04d}.png"
+        Image.fromarray(frames[f]).save(label_dir / name)
+        index.append(("labeled-data", video.stem, name))
+    columns = pd.MultiIndex.from_tuples(
+        [(scorer, *c) for c in truth.columns], names=["scorer", "individuals", "bodyparts", "coords"]
+    )
+    labels = pd.DataFrame(
+        truth.loc[picked].to_numpy(), index=pd.MultiIndex.from_tuples(index), columns=columns
+    )
+    labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    return config_path
