@@ -57,6 +57,7 @@ collect_ignore = (
         "test_dlc_files.py",  # DeepLabCut's files around training and pose runs
         "test_threed_dlc.py",  # DeepLabCut per camera view, then triangulation: the embedded run is enough
         "test_refine_dlc.py",  # two DeepLabCut trainings per loop: the embedded run is enough
+        "test_multi_animal_dlc.py",  # DeepLabCut's multi-animal training and tracking: likewise
         "test_migrate.py",  # it migrates databases on both servers itself
         "test_cli.py",
         "test_notebooks.py",

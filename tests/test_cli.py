@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,6 +60,28 @@ def run_cli(*args, timeout=900):
 
 
 @pytest.mark.dlc
+def test_multi_animal_demo(workdir):
+    """Two animals whose paths cross: trained, tracked, told apart; errors and swaps reported."""
+    prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "demo_ma_"
+    out = run_cli("demo", "--multi-animal", "--directory", str(workdir / "demo-ma"), "--prefix", prefix)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    errors = {
+        line.split(",")[1].split(":")[0].strip(): float(line.rsplit(":", 1)[1].split()[0])
+        for line in lines
+        if line.startswith("Median error against the ground truth")
+    }
+    assert set(errors) == {"demo-pair-1", "demo-pair-2"} and max(errors.values()) <= 3, errors
+    (swaps,) = [line for line in lines if line.startswith("Identity swaps:")]
+    found, truth = (int(n) for n in re.findall(r"(\d+) (?:\(identity QC\)|against)", swaps))
+    assert found <= 2 and truth <= 2, swaps
+    assert len([line for line in lines if line.startswith("Track ")]) == 2
+    pictures = [line.rsplit(": ", 1)[1] for line in lines if line.startswith("Identity picture")]
+    assert len(pictures) == 2 and all(Path(p).read_bytes()[:4] == b"\x89PNG" for p in pictures)
+    assert "(0 critical nwbinspector messages)" in out.stdout
+    print(out.stdout)
+
+
 def test_demo_runs_then_reuses(workdir):
     prefix = os.environ["WORKFLOW_DLC_PREFIX"] + "demo_"  # this run's own: runs may share a server
     first = run_cli("demo", "--directory", str(workdir / "demo"), "--epochs", "30", "--prefix", prefix)

@@ -1,97 +1,18 @@
-"""Multi-animal DeepLabCut end to end: train, register, evaluate, track, with real DeepLabCut.
+"""Multi-animal tracks as rows: who is who, identity QC, social measures and NWB, on every backend.
 
-The synthetic geometry (workflow_deeplabcut.synthetic.MultiAnimalSpec): two look-alike animals
-(head, body, tail discs) on intersecting circles, turning opposite ways, 300 frames at 30 fps,
-160x160; 30 frames labeled with the exact truth. Only motion tells the animals apart.
+The estimate is the truth of the synthetic two-animal video (workflow_deeplabcut.synthetic.
+MultiAnimalSpec: look-alike animals of three parts on crossing circles, 300 frames, 160x160)
+with three planted identity swaps and a 5-frame gap, written as DeepLabCut's multi-animal
+``_el.h5`` and imported. DeepLabCut's own training and tracking are in test_multi_animal_dlc.py.
 """
 
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import FAST_TRAINING
 
-from workflow_deeplabcut import dlc, synthetic
+from workflow_deeplabcut import synthetic
 from workflow_deeplabcut.errors import InputError
 
-pytestmark = pytest.mark.dlc
-
 SPEC = synthetic.MultiAnimalSpec()
-#: Bottom-up with part-affinity fields on a small backbone; 60 epochs (~100 s on 2 cores).
-MULTI_TRAINING = {
-    **FAST_TRAINING,
-    "net_type": "resnet_50",
-    "epochs": 60,
-    "save_epochs": 60,
-    "pytorch_cfg_updates": {**FAST_TRAINING["pytorch_cfg_updates"], "data.train.affine": None},
-}
-#: DeepLabCut's ellipse tracker needs more than three points per animal; boxes with some slack
-#: and a few frames of memory follow these small animals.
-BOX_TRACKER = {
-    "track_method": "box",
-    "tracker": {"boundingboxslack": 20, "max_age": 5, "iou_threshold": 0.3},
-}
-
-
-@pytest.fixture(scope="module")
-def ma_project(raw_root):
-    return synthetic.make_multi_animal_project(raw_root / "multi", SPEC)
-
-
-@pytest.fixture(scope="module")
-def ma_model(pipeline, ma_project):
-    """Train the project through train.ModelTraining and register it as 'pair'."""
-    from workflow_deeplabcut.settings import to_relative
-
-    train = pipeline.train
-    idx = train.TrainingParamSet.insert_new_params("multi-animal fast", MULTI_TRAINING)
-    labels = sorted(ma_project.parent.glob("labeled-data/*/CollectedData_*.h5"))
-    train.VideoSet.insert1({"video_set_id": 910})
-    train.VideoSet.File.insert([{"video_set_id": 910, "file_id": 0, "file_path": to_relative(labels[0])}])
-    key = {"video_set_id": 910, "paramset_idx": idx, "training_id": 910}
-    train.TrainingTask.insert1({**key, "project_path": to_relative(ma_project.parent)})
-    result = train.ModelTraining.populate(key, suppress_errors=True)
-    assert not result["error_list"], result["error_list"]
-    pipeline.model.Model.insert_new_model("pair", ma_project, shuffle=1, trainingsetindex=0, paramset_idx=idx)
-    return "pair"
-
-
-@pytest.fixture(scope="module")
-def ma_recording(pipeline, new_session, camera, ma_project):
-    video = ma_project.parent / "videos" / "pair.mp4"
-    key = pipeline.model.VideoRecording.insert_recording(new_session("pair"), 1, camera, [video])
-    pipeline.model.RecordingInfo.populate(key)
-    return key
-
-
-@pytest.fixture(scope="module")
-def tracked(pipeline, ma_model, ma_recording):
-    model = pipeline.model
-    key = model.PoseEstimationTask.generate(
-        ma_recording, ma_model, task_mode="trigger", analyze_videos_params=BOX_TRACKER
-    )
-    result = model.PoseEstimation.populate(key, suppress_errors=True)
-    assert not result["error_list"], result["error_list"]
-    return key
-
-
-def tracks(pipeline, key) -> np.ndarray:
-    """The estimation as (frames, individuals, parts, x/y/likelihood), in the model's order."""
-    traj = pipeline.model.PoseEstimation.get_trajectory(key)
-    names = list(traj.columns.get_level_values("individuals").unique())
-    out = np.stack(
-        [
-            np.stack(
-                [
-                    traj.xs((ind, part), axis=1, level=(1, 2)).to_numpy()
-                    for part in synthetic.MULTI_BODY_PARTS
-                ],
-                1,
-            )
-            for ind in names
-        ],
-        1,
-    )
-    return out, names
 
 
 def truth_array() -> np.ndarray:
@@ -99,117 +20,211 @@ def truth_array() -> np.ndarray:
     return truth.to_numpy().reshape(SPEC.n_frames, SPEC.n_animals, len(synthetic.MULTI_BODY_PARTS), 2)
 
 
-def test_model_knows_its_individuals(pipeline, ma_model, ma_project):
+# ----------------------------------------------------------------- known estimates: swaps, gaps
+PLANTED = [80, 150, 240]  # frames where the two tracks exchange animals (the animals are apart there)
+GAP = range(110, 115)  # animal2 unseen
+
+
+@pytest.fixture(scope="module")
+def planted(pipeline, new_session, camera, raw_root):
+    """The truth with three planted identity swaps and a 5-frame gap, imported as a DeepLabCut file."""
+    from workflow_deeplabcut import identity
+
     model = pipeline.model
-    assert model.Model.individuals({"model_name": ma_model}) == SPEC.individuals
-    assert not model.Model.UniqueBodyPart & {"model_name": ma_model}
-    parts = {r["body_part"] for r in (model.Model.BodyPart & {"model_name": ma_model}).to_dicts()}
-    assert parts == set(synthetic.MULTI_BODY_PARTS)
-    row = (pipeline.train.ModelTraining & {"training_id": 910}).fetch1()
-    cfg = row["pytorch_config"]
-    assert cfg["method"] == "bu" and cfg["model"]["heads"]["bodypart"]["type"] == "DLCRNetHead"
-    assert cfg["model"]["backbone"]["model_name"] == "resnet10t"
-    assert cfg["metadata"]["individuals"] == SPEC.individuals
-
-
-def test_evaluation_equals_deeplabcuts_file(pipeline, ma_model, ma_project):
-    model = pipeline.model
-    model.ModelEvaluation.populate({"model_name": ma_model})
-    row = (model.ModelEvaluation & {"model_name": ma_model}).fetch1()
-    metrics = (model.ModelEvaluation.Metrics & {"model_name": ma_model}).fetch1()
-    files = sorted((ma_project.parent / "evaluation-results-pytorch" / "iteration-0").glob("*-results.csv"))
-    table = pd.read_csv(files[-1])
-    table.columns = [c.strip() for c in table.columns]
-    dlc_row = table[table["Training epochs"] == MULTI_TRAINING["epochs"]].iloc[-1]
-    assert row["train_error"] == dlc_row["train rmse"] and row["test_error"] == dlc_row["test rmse"]
-    assert row["test_error_p"] == dlc_row["test rmse_pcutoff"]
-    assert (metrics["train_map"], metrics["test_map"]) == (dlc_row["train mAP"], dlc_row["test mAP"])
-    assert (metrics["train_mar"], metrics["test_mar"]) == (dlc_row["train mAR"], dlc_row["test mAR"])
-    assert row["train_error"] < 5 and metrics["train_map"] > 0
-
-
-def test_tracks_match_the_truth(pipeline, tracked):
-    model = pipeline.model
-    task = (model.PoseEstimationTask & tracked).fetch1("pose_estimation_params")
-    # The tracker and every value it used are recorded on the task.
-    assert task["track_method"] == "box" and task["n_tracks"] == 2 and task["min_length"] == 10
-    assert task["tracker"]["max_age"] == 5 and task["tracker"]["boundingboxslack"] == 20
-    assert "pcutoff" in task["tracker"] and "topktoretain" in task["tracker"]
-    rows = (model.PoseEstimation.BodyPartPosition & tracked).to_dicts()
-    assert {(r["individual"], r["body_part"]) for r in rows} == {
-        (i, p) for i in SPEC.individuals for p in synthetic.MULTI_BODY_PARTS
-    }
-    out_dir = model.PoseEstimationTask.output_dir(tracked)
-    assert [p.name.endswith("_bx.h5") for p in out_dir.glob("*.h5")] == [True]
-    est, names = tracks(pipeline, tracked)
-    truth = truth_array()
-    apart = synthetic.apart_frames(SPEC)
-    # Which track is which animal: the pairing with the smaller median error.
-    err = np.hypot(*(est[:, :, None, :, :2] - truth[:, None, :, :, :]).transpose(4, 0, 1, 2, 3))
-    per_pair = np.nanmedian(err[apart].mean(axis=-1), axis=0)  # (track, animal)
-    pairing = [0, 1] if per_pair[0, 0] + per_pair[1, 1] <= per_pair[0, 1] + per_pair[1, 0] else [1, 0]
-    for track, animal in enumerate(pairing):
-        e = err[apart, track, animal]
-        assert np.nanmedian(e) <= 3, (names[track], np.nanmedian(e))
-        assert np.isfinite(e).mean() > 0.8  # present in most frames where the animals are apart
-
-
-def test_tracking_params_are_checked(pipeline, ma_model, ma_recording, model_name):
-    model = pipeline.model
-    with pytest.raises(InputError, match="single-animal"):
-        model.PoseEstimationTask.generate(
-            ma_recording, model_name, task_mode="trigger", analyze_videos_params={"n_tracks": 2}
-        )
-    with pytest.raises(dlc.DLCConfigError, match="n_tracks must be a whole number from 1 to 2"):
-        model.PoseEstimationTask.generate(
-            ma_recording, ma_model, task_mode="trigger", analyze_videos_params={"n_tracks": 3}
-        )
-    with pytest.raises(dlc.DLCConfigError, match="track_method must be one of"):
-        model.PoseEstimationTask.generate(
-            ma_recording, ma_model, task_mode="trigger", analyze_videos_params={"track_method": "kalman"}
-        )
-    with pytest.raises(dlc.DLCConfigError, match="inference_cfg.yaml values"):
-        model.PoseEstimationTask.generate(
-            ma_recording, ma_model, task_mode="trigger", analyze_videos_params={"tracker": {"maxage": 5}}
-        )
-    with pytest.raises(dlc.DLCConfigError, match="auto_track: False"):
-        model.PoseEstimationTask.generate(
-            ma_recording, ma_model, task_mode="trigger", analyze_videos_params={"auto_track": False}
-        )
-    assert not model.PoseEstimationTask & {"model_name": ma_model, "recording_id": 2}
-
-
-def test_empty_tracklets_are_a_clear_error(pipeline, ma_model, ma_recording, camera, ma_project):
-    """The ellipse tracker on three-point animals makes no tracklet: an error on the task, nothing written."""
-    model = pipeline.model
-    second = model.VideoRecording.insert_recording(
-        {k: ma_recording[k] for k in ("subject", "session_datetime")},
-        2,
-        camera,
-        [ma_project.parent / "videos" / "pair.mp4"],
+    assert all(synthetic.apart_frames(SPEC)[PLANTED])
+    values = np.concatenate([truth_array(), np.ones((SPEC.n_frames, 2, 3, 1))], axis=-1)
+    values = identity.plant_swaps(values, PLANTED)
+    values[list(GAP), 1, :, 2] = 0.0
+    h5 = synthetic.write_multi_animal_h5(
+        values,
+        SPEC.individuals,
+        list(synthetic.MULTI_BODY_PARTS),
+        raw_root / "planted" / "pairDLC_planted_el.h5",
     )
-    model.RecordingInfo.populate(second)
-    key = model.PoseEstimationTask.generate(
-        second, ma_model, task_mode="trigger", analyze_videos_params={"track_method": "ellipse"}
-    )
-    assert (model.PoseEstimationTask & key).fetch1("pose_estimation_params")["n_tracks"] == 2
+    session = new_session("planted")
+    video = synthetic.make_multi_animal_video(raw_root / "planted", SPEC)
+    rec = model.VideoRecording.insert_recording(session, 1, camera, [video])
+    model.RecordingInfo.populate(rec)
+    model.Model.insert_external_model("planted", list(synthetic.MULTI_BODY_PARTS), "DeepLabCut")
+    key = model.PoseEstimationTask.generate_import(rec, "planted", h5, "DeepLabCut")
     result = model.PoseEstimation.populate(key, suppress_errors=True)
-    (error,) = result["error_list"]
-    message = str(error[1]) if isinstance(error, tuple) else str(error)
-    assert "made no tracklet" in message and "'track_method': 'box'" in message
+    assert not result["error_list"], result["error_list"]
+    return {"key": key, "values": values, "h5": h5, "session": session}
+
+
+def test_identity_qc_counts_planted_swaps(pipeline, planted):
+    qc = pipeline.qc
+    qc.IdentityQC.populate(planted["key"])
+    key = {**planted["key"], "identity_paramset_idx": 0}
+    row = (qc.IdentityQC & key).fetch1()
+    swaps = sorted((qc.IdentityQC.Swap & key).to_dicts(), key=lambda r: r["frame_index"])
+    assert [s["frame_index"] for s in swaps] == PLANTED
+    assert {(s["individual_a"], s["individual_b"]) for s in swaps} == {("animal1", "animal2")}
+    assert row["n_swaps"] == 3 and row["n_individuals"] == 2
+    animals = {r["individual"]: r for r in (qc.IdentityQC.Individual & key).to_dicts()}
+    assert animals["animal1"]["coverage"] == 1.0 and animals["animal1"]["n_fragments"] == 1
+    assert animals["animal2"]["coverage"] == pytest.approx((SPEC.n_frames - len(GAP)) / SPEC.n_frames)
+    assert animals["animal2"]["n_fragments"] == 2
+    assert all(r["n_swaps"] == 3 for r in animals.values())
+    assert "3 identity swap(s) (first at frame 80)" in row["warning"]
+    from PIL import Image
+
+    from workflow_deeplabcut.settings import get_settings
+
+    colours = []
+    for r in animals.values():
+        image = np.asarray(Image.open(get_settings().processed_data_dir / r["identity_plot"]).convert("RGB"))
+        assert image.shape == (500, 800, 3)
+        colours.append({tuple(c) for c in image.reshape(-1, 3)[::7]})
+    assert colours[0] != colours[1]  # each animal drawn in its own colour
+
+
+def test_who_is_who(pipeline, planted, new_session):
+    model = pipeline.model
+    key, subject = planted["key"], planted["session"]["subject"]
+    other = new_session("partner")["subject"]
+    mapping = model.IndividualMapping
+    for bad, message in [
+        ({"animal3": subject}, "no individual"),
+        ({"single": subject}, "no individual"),
+        ({"animal1": "nobody"}, "No subject"),
+        ({"animal1": subject, "animal2": subject}, "mapped to both"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            mapping.map(key, bad)
+        assert not mapping & key
+    mapping.map(key, {"animal1": subject})
+    with pytest.raises(InputError, match="mapped to both"):
+        mapping.map(key, {"animal2": subject})
+    with pytest.raises(InputError, match="mapped already"):
+        mapping.map(key, {"animal1": other})
+    mapping.map(key, {"animal2": other})
+    assert {r["individual"]: r["animal"] for r in (mapping & key).to_dicts()} == {
+        "animal1": subject,
+        "animal2": other,
+    }
+    assert mapping.labels(key, ["animal1", "animal2"]) == [f"animal1 = {subject}", f"animal2 = {other}"]
+
+
+def test_social_measures_in_cm(pipeline, planted):
+    pp = pipeline.postprocess
+    idx = pp.PostprocessParamSet.insert_new_params("social cm", {"px_per_cm": 4.0, "max_gap": 0})
+    pp.PostprocessTask.generate(planted["key"], idx)
+    social = pp.SocialParamSet.insert_new("head to tail", [["head", "tail"]])
+    with pytest.raises(Exception, match="give two body part names"):
+        pp.SocialParamSet.insert_new("bad", [["head"]])
+    key = {**planted["key"], "pp_paramset_idx": idx}
+    for table in (pp.CleanedTrajectory, pp.Kinematics, pp.SocialMeasures):
+        result = table.populate(key, suppress_errors=True)
+        assert not result["error_list"], result["error_list"]
+    assert len(pp.SocialMeasures & key) == 2  # centroids only (set 0) and head to tail
+    frame = pp.SocialMeasures.get_dataframe({**key, "social_paramset_idx": social})
+    assert frame.attrs["space_unit"] == "cm"
+    values = planted["values"]
+    seen = values[..., 2] > 0.5
+    xy = np.where(seen[..., None], values[..., :2], np.nan) / 4.0
+    centroid = xy.mean(axis=2)  # strict mean of the three parts, as Kinematics takes it
+    expected = np.linalg.norm(centroid[:, 0] - centroid[:, 1], axis=-1)
+    np.testing.assert_allclose(frame[("animal1", "animal2", "centroid")], expected, rtol=1e-12)
+    assert np.isnan(frame[("animal1", "animal2", "centroid")].to_numpy()[list(GAP)]).all()
+    head_tail = np.linalg.norm(xy[:, 0, 0] - xy[:, 1, 2], axis=-1)  # animal1's head to animal2's tail
+    np.testing.assert_allclose(frame[("animal1", "animal2", "head-tail")], head_tail, rtol=1e-12)
+    tail_head = np.linalg.norm(xy[:, 0, 2] - xy[:, 1, 0], axis=-1)
+    np.testing.assert_allclose(frame[("animal1", "animal2", "tail-head")], tail_head, rtol=1e-12)
+    bad = pp.SocialParamSet.insert_new("nose", [["nose", "tail"]])
+    result = pp.SocialMeasures.populate({**key, "social_paramset_idx": bad}, suppress_errors=True)
+    assert "names body part(s) ['nose']" in str(result["error_list"])
+    assert not pp.SocialMeasures & {"social_paramset_idx": bad}
+    (pp.SocialParamSet & {"social_paramset_idx": bad}).delete(prompt=False)
+
+
+def test_nwb_one_estimation_per_animal(pipeline, planted, processed_root):
+    from pynwb import NWBHDF5IO
+
+    from workflow_deeplabcut import nwb
+
+    model = pipeline.model
+    key = planted["key"]
+    if not model.IndividualMapping & key:
+        model.IndividualMapping.map(key, {"animal1": planted["session"]["subject"]})
+    path = nwb.export_session(planted["session"], processed_root / "nwb" / "planted.nwb")
+    arrays = model.PoseEstimation.window(key).arrays()
+    with NWBHDF5IO(str(path), "r") as io:
+        f = io.read()
+        behavior = f.processing["behavior"]
+        for ind in SPEC.individuals:
+            pe = behavior[f"planted_recording1_{ind}"]
+            assert list(pe.skeleton.nodes[:]) == sorted(synthetic.MULTI_BODY_PARTS)
+            assert pe.skeleton.name == f"planted_{ind}"
+            for part in synthetic.MULTI_BODY_PARTS:
+                series = pe.pose_estimation_series[part]
+                np.testing.assert_array_equal(series.data[:, 0], arrays[(ind, part)]["x_pos"])
+                np.testing.assert_array_equal(series.data[:, 1], arrays[(ind, part)]["y_pos"])
+                np.testing.assert_array_equal(series.confidence[:], arrays[(ind, part)]["likelihood"])
+        first = behavior["planted_recording1_animal1"]
+        assert (
+            first.skeleton.subject is not None
+            and first.skeleton.subject.subject_id == planted["session"]["subject"]
+        )
+        assert f"subject {planted['session']['subject']}" in first.description
+        skeletons = behavior["Skeletons"].skeletons
+        assert {"planted_animal1", "planted_animal2"} <= set(skeletons)
+    assert not [m for m in nwb.inspect(path) if m.importance.name == "CRITICAL"]
+
+
+def test_tracks_file_gets_a_row_per_frame(pipeline, new_session, camera, raw_root, processed_root):
+    """DeepLabCut's tracks files leave out frames before and after the tracks: they load as NaN."""
+    import pickle
+
+    import pandas as pd
+
+    model = pipeline.model
+    scorer = "DLC_Resnet50_socialJan1shuffle1_snapshot_60"
+    row = {
+        "model_name": "pair-tracks",
+        "task": "social",
+        "date": "Jan1",
+        "iteration": 0,
+        "snapshotindex": 0,
+        "shuffle": 1,
+        "trainingsetindex": 0,
+        "scorer": scorer,
+        "config_template": {"multianimalproject": True, "individuals": SPEC.individuals},
+        "project_path": "social-project",
+    }
+    with model.Model.connection.transaction:
+        model.Model.insert_built(row, list(synthetic.MULTI_BODY_PARTS))
+    assert model.Model.individuals(row) == SPEC.individuals
+    folder = processed_root / "pair-tracks"
+    values = np.concatenate([truth_array(), np.ones((SPEC.n_frames, 2, 3, 1))], axis=-1)
+    h5 = synthetic.write_multi_animal_h5(
+        values,
+        SPEC.individuals,
+        list(synthetic.MULTI_BODY_PARTS),
+        folder / f"pair{scorer}_el.h5",
+        scorer=scorer,
+    )
+    frame = pd.read_hdf(h5, "tracks")
+    frame.iloc[5:290].to_hdf(h5, key="tracks", mode="w")  # rows 5..289, indexed by frame
+    meta = {"data": {"nframes": SPEC.n_frames, "Scorer": scorer, "fps": SPEC.fps}}
+    (folder / f"pair{scorer}_meta.pickle").write_bytes(pickle.dumps(meta))
+    video = synthetic.make_multi_animal_video(raw_root / "pair-tracks", SPEC)
+    rec = model.VideoRecording.insert_recording(new_session("tracks"), 1, camera, [video])
+    model.RecordingInfo.populate(rec)
+    key = model.PoseEstimationTask.generate(rec, "pair-tracks", output_dir=folder)
+    assert (model.PoseEstimationTask & key).fetch1("task_mode") == "load"
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert not result["error_list"], result["error_list"]
+    arrays = model.PoseEstimation.window(key).arrays()
+    for (ind, part), a in arrays.items():
+        i, j = SPEC.individuals.index(ind), synthetic.MULTI_BODY_PARTS.index(part)
+        assert np.isnan(a["x_pos"][:5]).all() and np.isnan(a["x_pos"][290:]).all()
+        np.testing.assert_array_equal(a["x_pos"][5:290], values[5:290, i, j, 0])
+        np.testing.assert_array_equal(a["y_pos"][5:290], values[5:290, i, j, 1])
+    # Tracks of other animals than the model's are refused, naming both.
+    other = frame.rename(columns={"animal2": "animal9"}, level="individuals")
+    other.to_hdf(h5, key="tracks", mode="w")
+    (model.PoseEstimation & key).delete(prompt=False)
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert "hold individuals ['animal1', 'animal9']" in str(result["error_list"])
     assert not model.PoseEstimation & key
-    out_dir = model.PoseEstimationTask.output_dir(key)
-    assert not out_dir.exists() or not any(out_dir.iterdir())
-    (model.PoseEstimationTask & key).delete(prompt=False)
-    (model.VideoRecording & second).delete(prompt=False)
-
-
-def test_dlcrnet_backbone_override_is_refused(pipeline, ma_project):
-    """DLCRNet's heads read its own backbone's stages: a timm override is refused, the project unchanged."""
-    project = ma_project.parent
-    before = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
-    params = {**MULTI_TRAINING, "net_type": "dlcrnet_stride16_ms5"}
-    with pytest.raises(dlc.DLCConfigError, match="cannot replace dlcrnet_stride16_ms5's DLCRNet backbone"):
-        dlc.train(ma_project, shuffle=7, trainingsetindex=0, params=params)
-    after = {p: p.read_bytes() for p in project.rglob("*") if p.is_file()}
-    assert after.keys() == before.keys() and all(after[p] == before[p] for p in before)

@@ -95,24 +95,31 @@ def command(group: typer.Typer = app, name: str | None = None):
 def demo(
     directory: Path = typer.Option(None, help="Where to write the demo data [default: <data home>/demo]."),
     fresh: bool = typer.Option(False, "--fresh", help="Start clean: delete the demo's rows and folder."),
-    epochs: int = typer.Option(30, min=1, help="Training epochs."),
+    epochs: int = typer.Option(None, min=1, help="Training epochs [default: 30; --multi-animal: 60]."),
     prefix: str = typer.Option("workflow_dlc_demo_", help="Schema prefix of the demo's own tables."),
+    multi_animal: bool = typer.Option(
+        False, "--multi-animal", help="Two look-alike animals whose paths cross: train, track, who is who."
+    ),
 ) -> None:
     """Run the whole pipeline on a generated example, on the embedded database.
 
     Generates a synthetic video with known trajectories and a labeled DeepLabCut project,
     trains a small model on CPU, registers and evaluates it, estimates poses, cleans them,
     computes kinematics and QC pictures, exports NWB and reports the errors. A second run
-    reuses what is there.
+    reuses what is there. With --multi-animal: a video of two animals, a multi-animal project,
+    tracking, identity QC and distances between the animals.
 
     Example: workflow-deeplabcut demo --fresh
     """
     from .demo import DEMO_PREFIX, run_demo
 
+    if multi_animal:
+        _multi_animal_demo(directory, fresh, epochs, prefix)
+        return
     report = run_demo(
         directory,
         fresh=fresh,
-        epochs=epochs,
+        epochs=epochs or 30,
         prefix=prefix,
         progress=lambda m: console.print(f"[cyan]>[/cyan] {m}"),
     )
@@ -148,6 +155,38 @@ def demo(
         soft_wrap=True,
         highlight=False,
     )
+
+
+def _multi_animal_demo(directory, fresh: bool, epochs: int | None, prefix: str) -> None:
+    from .demo import MULTI_ANIMAL_TRAINING, run_multi_animal_demo
+
+    report = run_multi_animal_demo(
+        directory,
+        fresh=fresh,
+        epochs=epochs or MULTI_ANIMAL_TRAINING["epochs"],
+        prefix=prefix,
+        progress=lambda m: console.print(f"[cyan]>[/cyan] {m}"),
+    )
+    table = Table(title="Multi-animal tables (this session)")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in report.tables.items():
+        table.add_row(name, str(rows))
+    console.print(table)
+    mean_ap = f", test mAP {report.test_map:.1f}" if report.test_map is not None else ""
+    console.print(f"Evaluation: test error {report.test_error:.2f} px{mean_ap}")
+    for track, animal in report.who_is_who.items():
+        console.print(f"Track {track} is subject {animal}")
+    for animal, err in report.truth_error.items():
+        console.print(f"Median error against the ground truth, {animal}: {err:.2f} px (frames where apart)")
+    for animal, coverage in report.coverage.items():
+        console.print(f"Present in {coverage:.1%} of frames: {animal}")
+    console.print(f"Identity swaps: {report.swaps} (identity QC); {report.truth_swaps} against the truth")
+    console.print(f"Median distance between the animals' centroids: {report.centroid_distance:.2f} cm")
+    for animal, path in report.identity_plots.items():
+        console.print(f"Identity picture ({animal}): {path}")
+    console.print(f"Tracks over the truth: {report.plot}")
+    console.print(f"NWB file: {report.nwb} ({report.nwb_critical} critical nwbinspector messages)")
 
 
 @command(db_app, "status")

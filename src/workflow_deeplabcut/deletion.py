@@ -4,7 +4,7 @@ DataJoint's cascading delete removes a row and every row that depends on it, but
 those rows stand for. Deleting here also removes, after the rows are gone:
 
 - the arrays the rows keep in the store (``<npy@...>``, ``<npyfile@...>``);
-- QC pictures (``qc.QCPlots``) and labeled videos (``qc.LabeledVideo``);
+- QC pictures (``qc.QCPlots``, ``qc.IdentityQC``) and labeled videos (``qc.LabeledVideo``);
 - the DeepLabCut outputs of trigger-mode estimations (the files the pipeline wrote for the
   recording's videos, and its run record) — never the outputs of load mode or imports, which
   are the lab's own files.
@@ -137,6 +137,8 @@ def _files(cls, rows: list[dict]) -> list[Path]:
     if cls is qc.QCPlots:
         for row in rows:
             files += list(qc.QCPlots.row_paths(row).values())
+    elif cls is qc.IdentityQC.Individual:
+        files += [root / row["identity_plot"] for row in rows]
     elif cls is qc.LabeledVideo:
         files += [root / row["labeled_video_path"] for row in rows]
     elif cls is model.PoseEstimation:

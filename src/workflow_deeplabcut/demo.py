@@ -298,3 +298,266 @@ def plot_trajectory(trajectory, truth, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# ----------------------------------------------------------------------------- several animals
+#: Bottom-up multi-animal training (part-affinity fields) on a small backbone, offline: ~100 s.
+MULTI_ANIMAL_TRAINING = {
+    **DEMO_TRAINING,
+    "net_type": "resnet_50",
+    "epochs": 60,
+    "save_epochs": 60,
+    "pytorch_cfg_updates": {**DEMO_TRAINING["pytorch_cfg_updates"], "data.train.affine": None},
+}
+#: DeepLabCut's ellipse tracker needs more than three points per animal; boxes with some slack
+#: and a few frames of memory follow the demo's small animals.
+MULTI_ANIMAL_TRACKER = {
+    "track_method": "box",
+    "tracker": {"boundingboxslack": 20, "max_age": 5, "iou_threshold": 0.3},
+}
+
+
+@dataclass
+class MultiAnimalReport:
+    """What the multi-animal demo did and measured."""
+
+    directory: Path
+    tables: dict = field(default_factory=dict)
+    test_error: float | None = None
+    test_map: float | None = None
+    truth_error: dict = field(default_factory=dict)  # animal -> median px, frames where apart
+    who_is_who: dict = field(default_factory=dict)  # track -> subject
+    swaps: int | None = None  # identity QC
+    truth_swaps: int | None = None  # track 0 changing animal, against the truth, frames apart
+    coverage: dict = field(default_factory=dict)
+    centroid_distance: float | None = None  # median, cm
+    identity_plots: dict = field(default_factory=dict)
+    plot: Path | None = None
+    nwb: Path | None = None
+    nwb_critical: int | None = None
+
+
+def match_tracks(est: np.ndarray, truth: np.ndarray, frames: np.ndarray) -> list[int]:
+    """Return, for each track, the true animal it follows (the pairing with the least median error).
+
+    ``est`` is ``(frames, tracks, parts, 2+)``, ``truth`` ``(frames, animals, parts, 2)``;
+    ``frames`` selects the frames to compare on.
+    """
+    from itertools import permutations
+
+    err = np.linalg.norm(est[frames, :, None, :, :2] - truth[frames, None], axis=-1).mean(axis=-1)
+    median = np.nanmedian(err, axis=0)  # (track, animal)
+    n = median.shape[0]
+    return list(min(permutations(range(n)), key=lambda p: sum(median[t, a] for t, a in enumerate(p))))
+
+
+def run_multi_animal_demo(
+    directory: Path | None = None,
+    *,
+    fresh: bool = False,
+    epochs: int = MULTI_ANIMAL_TRAINING["epochs"],
+    prefix: str = DEMO_PREFIX,
+    progress=None,
+) -> MultiAnimalReport:
+    """Run the multi-animal demo: two look-alike animals whose paths cross, trained and tracked.
+
+    It generates :class:`~workflow_deeplabcut.synthetic.MultiAnimalSpec`'s video and a labeled
+    multi-animal DeepLabCut project, trains a bottom-up model on CPU, registers and evaluates
+    it, tracks the animals (``box`` tracker), says which track is which subject (from the known
+    truth, as a lab would from the animals' marks), cleans, computes kinematics and social
+    distances, checks identities and exports NWB. It reports each animal's median error against
+    the truth where the animals are apart, and the identity swaps. Same folder and prefix
+    rules as :func:`run_demo`; the two demos share them.
+    """
+    say = progress or (lambda message: None)
+    directory = Path(directory or default_directory()).expanduser().resolve()
+    raw, processed = directory / "raw", directory / "processed"
+    if fresh and (raw / "multi-project").exists():
+        say(f"Removing {raw / 'multi-project'}")
+        shutil.rmtree(raw / "multi-project")
+    raw.mkdir(parents=True, exist_ok=True)
+    processed.mkdir(parents=True, exist_ok=True)
+    settings.configure(prefix=prefix, root_data_dirs=[raw], processed_data_dir=processed)
+    say("Connecting to the database")
+    from .pipeline import lab, model, postprocess, qc, session, subject, train
+
+    names = ("demo-pair-1", "demo-pair-2")
+    if fresh:
+        say("Deleting the multi-animal demo's earlier rows")
+        (subject.Subject & [{"subject": n} for n in names]).delete(prompt=False)
+        (model.Model & [k for k in model.Model.keys() if k["model_name"].startswith("demo-pair-")]).delete(
+            prompt=False
+        )
+        (train.VideoSet & {"video_set_id": 1}).delete(prompt=False)
+
+    from . import synthetic
+
+    spec = synthetic.MultiAnimalSpec()
+    configs = sorted((raw / "multi-project").glob("*/config.yaml"))
+    if configs:
+        config = configs[0]
+    else:
+        say("Generating a video of two animals whose paths cross, and a labeled multi-animal project")
+        config = synthetic.make_multi_animal_project(raw / "multi-project", spec)
+    project = config.parent
+
+    say("Training a small multi-animal DeepLabCut model on CPU (train.ModelTraining)")
+    params = {**MULTI_ANIMAL_TRAINING, "epochs": epochs, "save_epochs": epochs}
+    idx = train.TrainingParamSet.insert_new_params(f"demo, two animals, {epochs} epochs", params)
+    train.VideoSet.insert1({"video_set_id": 1}, skip_duplicates=True)
+    labels = sorted(project.glob("labeled-data/*/CollectedData_*.h5"))
+    train.VideoSet.File.insert(
+        [
+            {"video_set_id": 1, "file_id": i, "file_path": settings.to_relative(p)}
+            for i, p in enumerate(labels)
+        ],
+        skip_duplicates=True,
+    )
+    task = {"video_set_id": 1, "paramset_idx": idx, "training_id": 1}
+    train.TrainingTask.insert1({**task, "project_path": settings.to_relative(project)}, skip_duplicates=True)
+    _populate(train.ModelTraining, task)
+    model_name = f"demo-pair-{epochs}-epochs"
+    if not model.Model & {"model_name": model_name}:
+        say("Registering the model and its individuals (model.Model, model.Model.Individual)")
+        model.Model.insert_new_model(
+            model_name,
+            config,
+            shuffle=1,
+            trainingsetindex=0,
+            paramset_idx=idx,
+            model_description="demo, two animals",
+        )
+    say("Evaluating the model (model.ModelEvaluation)")
+    _populate(model.ModelEvaluation, {"model_name": model_name})
+
+    say("Adding the two subjects, the session and the video recording")
+    lab.Device.insert1({"device": "demo-camera", "modality": "video"}, skip_duplicates=True)
+    subject.Species.insert1({"species": "Mus musculus"}, skip_duplicates=True)
+    for name in names:
+        subject.Subject.insert1(
+            {"subject": name, "sex": "U", "subject_birth_date": "2025-01-01"}, skip_duplicates=True
+        )
+        subject.Subject.Species.insert1({"subject": name, "species": "Mus musculus"}, skip_duplicates=True)
+    session_key = {"subject": names[0], "session_datetime": "2025-06-02 10:00:00"}
+    session.Session.insert1(session_key, skip_duplicates=True)
+    recording = {**session_key, "recording_id": 0}
+    if not model.VideoRecording & recording:
+        model.VideoRecording.insert_recording(
+            session_key, 0, "demo-camera", [project / "videos" / "pair.mp4"]
+        )
+    _populate(model.RecordingInfo, recording)
+
+    say("Detecting, assembling and tracking the animals (model.PoseEstimation)")
+    pose_key = {**recording, "model_name": model_name}
+    if not model.PoseEstimationTask & pose_key:
+        model.PoseEstimationTask.generate(
+            recording, model_name, task_mode="trigger", analyze_videos_params=MULTI_ANIMAL_TRACKER
+        )
+    _populate(model.PoseEstimation, pose_key)
+
+    report = MultiAnimalReport(directory=directory)
+    trajectory = model.PoseEstimation.get_trajectory(pose_key)
+    tracks = list(trajectory.columns.get_level_values("individuals").unique())
+    parts = list(synthetic.MULTI_BODY_PARTS)
+    est = np.stack(
+        [
+            np.stack([trajectory.xs((t, p), axis=1, level=(1, 2)).to_numpy() for p in parts], 1)
+            for t in tracks
+        ],
+        1,
+    )
+    truth = (
+        synthetic.multi_animal_truth(spec).to_numpy().reshape(spec.n_frames, spec.n_animals, len(parts), 2)
+    )
+    apart = synthetic.apart_frames(spec)
+    pairing = match_tracks(est, truth, apart)
+    say("Saying which track is which subject (model.IndividualMapping)")
+    if not model.IndividualMapping & pose_key:
+        model.IndividualMapping.map(pose_key, {t: names[a] for t, a in zip(tracks, pairing, strict=True)})
+    report.who_is_who = {
+        r["individual"]: r["animal"] for r in (model.IndividualMapping & pose_key).to_dicts()
+    }
+    for t, a in zip(tracks, pairing, strict=True):
+        err = np.linalg.norm(est[apart, tracks.index(t), :, :2] - truth[apart, a], axis=-1)
+        report.truth_error[names[a]] = float(np.nanmedian(err))
+    centroid = np.nanmean(est[..., :2], axis=2)
+    nearest = np.argmin(
+        np.linalg.norm(centroid[:, :1, None] - truth.mean(axis=2)[:, None], axis=-1)[:, 0], -1
+    )
+    seen = np.isfinite(centroid[:, 0]).all(-1) & apart  # close by, "nearest" is ambiguous
+    report.truth_swaps = int(np.count_nonzero(np.diff(nearest[seen]) != 0))
+
+    say("Cleaning, kinematics and distances between the animals (postprocess)")
+    pp_idx = postprocess.PostprocessParamSet.insert_new_params(
+        "demo: Savitzky-Golay 9, heading tail -> head, 10 px/cm", DEMO_POSTPROCESS
+    )
+    postprocess.PostprocessTask.generate(pose_key, pp_idx)
+    pp_key = {**pose_key, "pp_paramset_idx": pp_idx}
+    _populate(postprocess.CleanedTrajectory, pp_key)
+    _populate(postprocess.Kinematics, pp_key)
+    if not postprocess.SocialParamSet & {"social_paramset_desc": "head to tail"}:
+        postprocess.SocialParamSet.insert_new("head to tail", [["head", "tail"]])
+    _populate(postprocess.SocialMeasures, pp_key)
+    say("Checking identities (qc.IdentityQC): presence, fragments, swaps, a picture per animal")
+    _populate(qc.IdentityQC, pose_key)
+    id_key = {**pose_key, "identity_paramset_idx": 0}
+    report.swaps = (qc.IdentityQC & id_key).fetch1("n_swaps")
+    root = settings.get_settings().processed_data_dir
+    for r in (qc.IdentityQC.Individual & id_key).to_dicts():
+        label = report.who_is_who.get(r["individual"], r["individual"])
+        report.coverage[label] = r["coverage"]
+        report.identity_plots[label] = root / r["identity_plot"]
+    social = postprocess.SocialMeasures.get_dataframe({**pp_key, "social_paramset_idx": 0})
+    report.centroid_distance = float(np.nanmedian(social.to_numpy()))
+    evaluation = (model.ModelEvaluation & {"model_name": model_name}).fetch1()
+    report.test_error = evaluation["test_error"]
+    metrics = (model.ModelEvaluation.Metrics & {"model_name": model_name}).to_dicts()
+    report.test_map = metrics[0]["test_map"] if metrics else None
+
+    from . import nwb
+
+    say("Exporting the session to NWB: one PoseEstimation per animal")
+    report.nwb = nwb.export_session(session_key, directory / "demo-pair-session.nwb", overwrite=True)
+    report.nwb_critical = sum(m.importance.name == "CRITICAL" for m in nwb.inspect(report.nwb))
+    report.plot = _plot_tracks(
+        est, truth, tracks, pairing, names, model.PoseEstimationTask.output_dir(pose_key)
+    )
+    for name, table in {
+        "model.Model.Individual": model.Model.Individual,
+        "model.PoseEstimation.BodyPartPosition": model.PoseEstimation.BodyPartPosition,
+        "model.IndividualMapping": model.IndividualMapping,
+        "postprocess.SocialMeasures.Pair": postprocess.SocialMeasures.Pair,
+        "postprocess.SocialMeasures.PartDistance": postprocess.SocialMeasures.PartDistance,
+        "qc.IdentityQC.Individual": qc.IdentityQC.Individual,
+        "qc.IdentityQC.Swap": qc.IdentityQC.Swap,
+    }.items():
+        report.tables[name] = len((table & pose_key).keys())
+    return report
+
+
+def _plot_tracks(est, truth, tracks, pairing, names, folder: Path) -> Path:
+    """Plot each track's head over its animal's true path, one colour per animal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    for k, (track, animal) in enumerate(zip(tracks, pairing, strict=True)):
+        colour = plt.get_cmap("tab10")(animal)
+        ax.plot(truth[:, animal, 0, 0], truth[:, animal, 0, 1], color="0.8", lw=4)
+        ax.plot(
+            est[:, k, 0, 0], est[:, k, 0, 1], color=colour, lw=1, label=f"{track} = {names[animal]} (head)"
+        )
+    ax.invert_yaxis()
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.set_title("Tracked heads over the true paths (grey)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    path = Path(folder) / "tracks.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

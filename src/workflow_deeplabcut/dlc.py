@@ -1541,15 +1541,44 @@ def file_scorer(path: Path) -> str:
     return str(columns.get_level_values(0)[0])
 
 
-def _check_meta(h5: Path, scorer: str) -> None:
-    """Read the output's ``_meta.pickle`` (if any) safely and check it belongs to the ``.h5``."""
+def _meta_of(h5: Path) -> Path | None:
+    """Return the ``_meta.pickle`` of a DeepLabCut output (one per run, beside filtered and track files)."""
     base = h5.stem.removesuffix("_filtered")
     head, _, tail = base.rpartition("_")
     base = head if head and tail in ("el", "bx", "sk") else base
-    meta = h5.with_name(base + "_meta.pickle")  # one per run, beside filtered and track files
+    meta = h5.with_name(base + "_meta.pickle")
     if not meta.exists():
         meta = h5.with_name(base + "includingmetadata.pickle")  # DeepLabCut 2.0's name for it
-    if not meta.exists():
+    return meta if meta.exists() else None
+
+
+def _is_tracks(h5: Path) -> bool:
+    """Whether an output is multi-animal tracks (``_el``/``_bx``/``_sk``): rows only where tracked."""
+    return h5.stem.removesuffix("_filtered").rpartition("_")[2] in ("el", "bx", "sk")
+
+
+def _all_frames(frame: pd.DataFrame, h5: Path) -> pd.DataFrame:
+    """Give a tracks file one row per video frame: DeepLabCut leaves out frames before and after tracks.
+
+    The frame count is the run's ``_meta.pickle`` ``nframes``; without one, the last row's.
+    """
+    meta = _meta_of(h5)
+    content = safe_io.load_pickle(meta) if meta is not None else {}
+    data = (content.get("data") if isinstance(content, dict) else None) or {}
+    index = pd.to_numeric(pd.Index(frame.index), errors="coerce")
+    if index.isna().any():
+        raise DLCOutputError(f"{h5}: its rows are not frame numbers; is it a DeepLabCut tracks file?")
+    n = int(data.get("nframes") or (index.max() + 1 if len(index) else 0))
+    if len(index) and (index.min() < 0 or index.max() >= n):
+        raise DLCOutputError(f"{h5}: frame numbers {index.min()}..{index.max()} are outside its video's {n}.")
+    frame = frame.set_axis(index.astype(int), axis=0)
+    return frame.reindex(range(n))
+
+
+def _check_meta(h5: Path, scorer: str) -> None:
+    """Read the output's ``_meta.pickle`` (if any) safely and check it belongs to the ``.h5``."""
+    meta = _meta_of(h5)
+    if meta is None:
         return
     data = safe_io.load_pickle(meta)
     recorded = (data.get("data") or {}).get("Scorer") if isinstance(data, dict) else None
@@ -1592,15 +1621,18 @@ def read_outputs(
 
     files = find_outputs(output_dir, video_stems, infix, prefer=prefer, choice=choice)
     blocks = [safe_io.pandas_hdf_block(f) for f in files]
-    plain = all(blocks) and all(
-        b.columns.equals(blocks[0].columns) and b.dtype == blocks[0].dtype for b in blocks
+    tracks = any(_is_tracks(f) for f in files)  # their rows need counting against the video's frames
+    plain = (
+        not tracks
+        and all(blocks)
+        and all(b.columns.equals(blocks[0].columns) and b.dtype == blocks[0].dtype for b in blocks)
     )
     if plain:
         for f, b in zip(files, blocks, strict=True):
             _check_columns(b.columns, f)
         columns_list = [b.columns for b in blocks]
     else:
-        frames = [read_pose_frame(f) for f in files]
+        frames = [_all_frames(read_pose_frame(f), f) if _is_tracks(f) else read_pose_frame(f) for f in files]
         columns_list = [df.columns for df in frames]
     scorers = {c.get_level_values(0)[0] for c in columns_list}
     if len(scorers) != 1:

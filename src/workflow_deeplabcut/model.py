@@ -18,6 +18,7 @@ from . import (  # noqa: F401  (lab, train resolve "-> lab.Device", "-> train.X"
     posestore,  # noqa: F401  (registers <npyfile@store> before the tables are declared)
     quality,
     session,
+    subject,
     superanimal,
     train,
     video,
@@ -1399,6 +1400,79 @@ class PoseEstimation(dj.Computed):
         return ds
 
 
+@schema
+class IndividualMapping(dj.Manual):
+    definition = """
+    # who is who: an individual (track) of a multi-animal pose estimation is this subject
+    -> PoseEstimation
+    individual: varchar(32)  # as BodyPartPosition names it, e.g. DeepLabCut's 'animal1'
+    ---
+    -> subject.Subject.proj(animal="subject")
+    unique index (subject, session_datetime, recording_id, model_name, animal)
+    """
+
+    @classmethod
+    def map(cls, key: dict, mapping: dict[str, str]) -> list[dict]:
+        """Say which subject each individual of one pose estimation is, in one transaction.
+
+        Parameters
+        ----------
+        key : dict
+            Restricts ``PoseEstimation`` to one estimation.
+        mapping : dict
+            ``{individual: subject}``; individuals left out stay unmapped.
+
+        Returns
+        -------
+        list of dict
+            The inserted rows.
+
+        Raises
+        ------
+        InputError
+            For an individual the estimation does not have (DeepLabCut's ``single`` is no
+            animal), a subject that is not in ``subject.Subject``, a subject given twice or
+            already mapped in this estimation, or an individual already mapped; nothing is
+            inserted then.
+        """
+        est = _one_estimation(PoseEstimation, key)
+        have = sorted(
+            {r["individual"] for r in (PoseEstimation.BodyPartPosition & est).to_dicts()} - {"single"}
+        )
+        unknown = sorted(set(mapping) - set(have))
+        if unknown:
+            raise InputError(f"The estimation has no individual(s) {unknown}; it has {have}.")
+        missing = sorted({s for s in mapping.values() if not subject.Subject & {"subject": s}})
+        if missing:
+            raise InputError(f"No subject(s) {missing} in subject.Subject; insert them first.")
+        existing = {r["individual"]: r["animal"] for r in (cls & est).to_dicts()}
+        again = sorted(set(mapping) & set(existing))
+        if again:
+            raise InputError(
+                f"Individual(s) {again} are mapped already ({ {i: existing[i] for i in again} }); "
+                "delete those rows first to change them."
+            )
+        seen: dict[str, str] = {}
+        for individual, animal in [*existing.items(), *mapping.items()]:
+            if animal in seen:
+                raise InputError(
+                    f"Subject {animal!r} is mapped to both {seen[animal]!r} and {individual!r} in this "
+                    "estimation: one animal is one track."
+                )
+            seen[animal] = individual
+        rows = [{**est, "individual": i, "animal": a} for i, a in mapping.items()]
+        with cls.connection.transaction:
+            cls.insert(rows)
+        return rows
+
+    @classmethod
+    def labels(cls, key: dict, individuals: list[str]) -> list[str]:
+        """Return each individual's label: ``'animal1 = mouse-7'`` where mapped, else its name."""
+        est = {k: key[k] for k in PoseEstimation.primary_key}
+        mapped = {r["individual"]: r["animal"] for r in (cls & est).to_dicts()}
+        return [f"{i} = {mapped[i]}" if i in mapped else i for i in individuals]
+
+
 def _with_tracking(model_name: str, task_mode: str, params: dict | None) -> dict | None:
     """Return a task's params with a multi-animal model's tracking resolved and recorded.
 
@@ -1493,6 +1567,7 @@ __all__ = [
     "ModelEvaluation",
     "PoseEstimationTask",
     "PoseEstimation",
+    "IndividualMapping",
     "STORE",
     "EXTERNAL_ENGINE",
 ]

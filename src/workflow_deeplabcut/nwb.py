@@ -108,13 +108,15 @@ def _session_metadata(session_key: dict) -> tuple[dict, dict]:
     return file_kwargs, subject_kwargs
 
 
-def _skeleton(ndx_pose, model_row: dict, parts: list[str], subject):
+def _skeleton(ndx_pose, model_row: dict, parts: list[str], subject, individual: str | None = None):
+    """Build the model's skeleton over ``parts``; one per individual of a multi-animal estimation."""
     edges = []
     for pair in model_row["config_template"].get("skeleton") or []:
         if len(pair) == 2 and pair[0] in parts and pair[1] in parts:
             edges.append([parts.index(pair[0]), parts.index(pair[1])])
+    name = model_row["model_name"] if individual is None else f"{model_row['model_name']}_{individual}"
     return ndx_pose.Skeleton(
-        name=_safe(model_row["model_name"]),
+        name=_safe(name),
         nodes=parts,
         edges=np.array(edges, dtype="uint8").reshape(-1, 2) if edges else None,
         subject=subject,
@@ -238,8 +240,17 @@ def export_session(
         version = _version("deeplabcut") if software == "DeepLabCut" else "unknown"
         # Read once: the raw likelihood is also the confidence of every cleaned version.
         likelihoods = {(r["individual"], r["body_part"]): r["likelihood"] for r in rows}
+        mapped = {r["individual"]: r["animal"] for r in (model.IndividualMapping & est).to_dicts()}
         objects = []
         for ind in individuals:
+            skeleton = skeletons[model_row["model_name"]]
+            if multi:  # each animal its own skeleton, linked to the file's subject when it is that animal
+                key = (model_row["model_name"], ind)
+                if key not in skeletons:
+                    own = sorted(r["body_part"] for r in rows if r["individual"] == ind)
+                    subject = nwbfile.subject if mapped.get(ind) == skey["subject"] else None
+                    skeletons[key] = _skeleton(ndx_pose, model_row, own, subject, ind)
+                skeleton = skeletons[key]
             series = [
                 _series(
                     ndx_pose,
@@ -258,12 +269,13 @@ def export_session(
                     pose_estimation_series=series,
                     description=(
                         f"Raw pose estimates of recording {rid} by model {model_row['model_name']!r} "
-                        f"({model_row['model_description'] or software}), individual {ind}."
+                        f"({model_row['model_description'] or software}), individual {ind}"
+                        + (f", subject {mapped[ind]}." if ind in mapped else ".")
                     ),
                     scorer=master["scorer"],
                     source_software=software,
                     source_software_version=version,
-                    skeleton=skeletons[model_row["model_name"]],
+                    skeleton=skeleton,
                     source_video=videos[rid],
                     device=device or videos[rid].device,
                 )
@@ -440,7 +452,7 @@ def _add_cleaned(
                 scorer=scorer,
                 source_software="workflow-deeplabcut (movement)",
                 source_software_version=_postprocess_version(),
-                skeleton=skeletons[model_row["model_name"]],
+                skeleton=skeletons.get((model_row["model_name"], ind), skeletons[model_row["model_name"]]),
                 source_video=source_video,
                 device=source_video.device,
             )

@@ -334,3 +334,67 @@ def _video_stream(out, fps: float, width: int, height: int):
     stream.width, stream.height = width + width % 2, height + height % 2
     stream.pix_fmt = "yuv420p"
     return stream
+
+
+def identity_plot(
+    centroid: np.ndarray,
+    index: int,
+    names: list[str],
+    swap_frames: list[int],
+    frame_size: tuple[int, int],
+    title: str,
+    path: Path,
+) -> Path:
+    """Plot one individual's centroid path in its own colour, the others in grey, swaps marked.
+
+    Parameters
+    ----------
+    centroid : numpy.ndarray
+        ``(frames, individuals, 2)`` centroids, NaN where absent.
+    index : int
+        Which individual this picture is about; its colour is the ``index``-th of the palette,
+        so every picture of an estimation gives each animal the same colour.
+    names : list of str
+        The individuals' labels (e.g. ``animal1 = mouse-7`` where mapped).
+    swap_frames : list of int
+        Frames of this individual's identity swaps: a black cross at its position there.
+    frame_size : (int, int)
+        The video's (width, height).
+    title : str
+        Figure title.
+    path : Path
+        Output PNG.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    plt = _pyplot()
+    colours = _colours(len(names))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for k in range(len(names)):
+        if k != index:
+            ax.plot(centroid[:, k, 0], centroid[:, k, 1], lw=0.6, color="0.75")
+    present = np.isfinite(centroid[:, index]).all(axis=-1)
+    ax.plot(
+        centroid[:, index, 0],
+        centroid[:, index, 1],
+        lw=1.2,
+        color=colours[index],
+        label=f"{names[index]} (present in {present.mean():.0%} of frames)",
+    )
+    if swap_frames:
+        at = centroid[np.asarray(swap_frames), index]
+        ax.scatter(
+            at[:, 0], at[:, 1], marker="x", s=60, color="black", zorder=3, label=f"{len(swap_frames)} swap(s)"
+        )
+    width, height = frame_size
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, path)

@@ -479,6 +479,46 @@ def clean(ds: xr.Dataset, params: dict) -> tuple[xr.DataArray, dict[tuple[str, s
 
 # ------------------------------------------------------------------------------ kinematics
 @without_jit
+def social_distances(position: xr.DataArray, centroid: xr.DataArray, part_pairs: list) -> dict:
+    """Distances between every two individuals, per frame, with movement's ``compute_pairwise_distances``.
+
+    Parameters
+    ----------
+    position : xarray.DataArray
+        ``(time, space, keypoints, individuals)`` positions.
+    centroid : xarray.DataArray
+        ``(time, space, individuals)`` centroids (same individuals).
+    part_pairs : list
+        ``[[part_a, part_b], ...]``: each measured from ``part_a`` of one animal to ``part_b``
+        of the other, both ways round.
+
+    Returns
+    -------
+    dict
+        ``centroid``: ``{(a, b): distances}``; ``parts``: ``{(a, b, part_a, part_b): distances}``,
+        for each pair of individuals ``a < b`` in the given order; float64 arrays per frame.
+    """
+    from movement.kinematics import compute_pairwise_distances
+
+    names = [str(i) for i in position.individuals.values]
+    out = {"centroid": {}, "parts": {}}
+    for k, a in enumerate(names):
+        for b in names[k + 1 :]:
+            between = {a: b}
+            out["centroid"][(a, b)] = np.ascontiguousarray(
+                compute_pairwise_distances(centroid, "individuals", between).values, dtype=np.float64
+            )
+            if not part_pairs:
+                continue
+            matrix = compute_pairwise_distances(position, "individuals", between)  # (time, a's parts, b's)
+            for pa, pb in part_pairs:
+                for one, other in {(pa, pb), (pb, pa)}:
+                    out["parts"][(a, b, one, other)] = np.ascontiguousarray(
+                        matrix.sel({a: one, b: other}).values, dtype=np.float64
+                    )
+    return out
+
+
 def kinematics(position: xr.DataArray, params: dict) -> xr.Dataset:
     """Velocity, speed, acceleration, centroid, heading and distance travelled.
 

@@ -396,6 +396,149 @@ class Kinematics(dj.Computed):
         return frame
 
 
+@schema
+class SocialParamSet(dj.Lookup):
+    definition = """
+    # which body parts of two animals to measure between, beside centroid to centroid
+    social_paramset_idx: int16
+    ---
+    social_paramset_desc: varchar(128)
+    part_pairs: <blob>  # [[part of one animal, part of the other], ...]; [] = centroids only
+    """
+    contents = [{"social_paramset_idx": 0, "social_paramset_desc": "centroid to centroid", "part_pairs": []}]
+
+    @classmethod
+    def insert_new(cls, desc: str, part_pairs: list, social_paramset_idx: int | None = None) -> int:
+        """Insert a set of body-part pairs, e.g. ``[["nose", "tail"]]``; return its index.
+
+        Each pair is measured both ways between every two animals (one's nose to the other's
+        tail, and the reverse). A malformed pair is refused, naming it.
+        """
+        pairs = []
+        for pair in part_pairs:
+            if not (
+                isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            ):
+                raise poses.PostprocessParamsError(
+                    f"Social part pair {pair!r}: give two body part names, e.g. ['nose', 'tail']."
+                )
+            pairs.append(list(pair))
+        if social_paramset_idx is None:
+            social_paramset_idx = max((k["social_paramset_idx"] for k in cls.keys()), default=-1) + 1
+        cls.insert1(
+            {"social_paramset_idx": social_paramset_idx, "social_paramset_desc": desc, "part_pairs": pairs}
+        )
+        return social_paramset_idx
+
+
+@schema
+class SocialMeasures(dj.Computed):
+    definition = """
+    # distances between the animals of a cleaned multi-animal trajectory, per frame (movement)
+    -> Kinematics
+    -> SocialParamSet
+    ---
+    space_unit: varchar(8)  # 'cm' when the post-processing params scale, else 'px'
+    """
+
+    class Pair(dj.Part):
+        definition = """
+        # two animals: centroid to centroid
+        -> master
+        individual_a: varchar(32)
+        individual_b: varchar(32)
+        ---
+        centroid_distance: <npy@workflow_dlc>  # (nframes,) in space_unit; NaN where either is unseen
+        median_centroid_distance=null: float64
+        """
+
+    class PartDistance(dj.Part):
+        definition = """
+        # a body part of individual_a to a body part of individual_b
+        -> master
+        individual_a: varchar(32)
+        individual_b: varchar(32)
+        body_part_a: varchar(32)
+        body_part_b: varchar(32)
+        ---
+        distance: <npy@workflow_dlc>  # (nframes,) in space_unit
+        median_distance=null: float64
+        """
+
+    @property
+    def key_source(self):
+        """Kinematics of two or more animals (DeepLabCut's 'single' is not one)."""
+        animals = Kinematics.Individual & "individual != 'single'"
+        many = Kinematics.aggr(animals, n_individuals="count(distinct individual)")
+        return (Kinematics & (many & "n_individuals > 1").proj()) * SocialParamSet
+
+    def make(self, key):
+        """Fetch positions and centroids, compute the distances with movement, insert them."""
+        pairs = (SocialParamSet & key).fetch1("part_pairs")
+        ds = CleanedTrajectory.get_dataset(key)
+        kin = Kinematics.get_dataset(key)
+        animals = [str(i) for i in ds.individuals.values if str(i) != "single"]
+        named = sorted({p for pair in pairs for p in pair} - {str(k) for k in ds.keypoints.values})
+        if named:
+            raise poses.PostprocessParamsError(
+                f"Social param set {key['social_paramset_idx']} names body part(s) {named}, which "
+                f"this trajectory lacks (it has {sorted(str(k) for k in ds.keypoints.values)})."
+            )
+        result = poses.social_distances(
+            ds.position.sel(individuals=animals), kin.centroid.sel(individuals=animals), pairs
+        )
+        self.insert1({**key, "space_unit": kin.attrs["space_unit"]})
+        self.Pair.insert(
+            {
+                **key,
+                "individual_a": a,
+                "individual_b": b,
+                "centroid_distance": d,
+                "median_centroid_distance": _median(d),
+            }
+            for (a, b), d in result["centroid"].items()
+        )
+        self.PartDistance.insert(
+            {
+                **key,
+                "individual_a": a,
+                "individual_b": b,
+                "body_part_a": pa,
+                "body_part_b": pb,
+                "distance": d,
+                "median_distance": _median(d),
+            }
+            for (a, b, pa, pb), d in result["parts"].items()
+        )
+
+    @classmethod
+    def get_dataframe(cls, key: dict) -> pd.DataFrame:
+        """Return one row's distances, one row per frame; columns ``(individual_a, individual_b, measure)``.
+
+        ``measure`` is ``centroid`` or ``<part_a>-<part_b>``; the unit is in ``frame.attrs``.
+        """
+        match = one_key(cls, key)
+        columns = {
+            (r["individual_a"], r["individual_b"], "centroid"): load_array(r["centroid_distance"])
+            for r in (cls.Pair & match).to_dicts()
+        }
+        for r in (cls.PartDistance & match).to_dicts():
+            measure = f"{r['body_part_a']}-{r['body_part_b']}"
+            columns[(r["individual_a"], r["individual_b"], measure)] = load_array(r["distance"])
+        frame = pd.DataFrame(dict(sorted(columns.items())))
+        frame.index.name = "frame_index"
+        frame.columns = pd.MultiIndex.from_tuples(
+            frame.columns, names=["individual_a", "individual_b", "measure"]
+        )
+        frame.attrs = {"space_unit": (cls & match).fetch1("space_unit")}
+        return frame
+
+
+def _median(values: np.ndarray) -> float | None:
+    finite = np.asarray(values)[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else None
+
+
 def _values(array: xr.DataArray, ind, part, dims: tuple) -> np.ndarray:
     sel = {"individuals": ind} | ({"keypoints": part} if part is not None else {})
     return np.ascontiguousarray(array.sel(sel).transpose(*dims).values, dtype=np.float64)
@@ -409,4 +552,12 @@ def _grid(rows, keypoints, individuals, attr) -> np.ndarray:
     return out
 
 
-__all__ = ["schema", "PostprocessParamSet", "PostprocessTask", "CleanedTrajectory", "Kinematics"]
+__all__ = [
+    "schema",
+    "PostprocessParamSet",
+    "PostprocessTask",
+    "CleanedTrajectory",
+    "Kinematics",
+    "SocialParamSet",
+    "SocialMeasures",
+]

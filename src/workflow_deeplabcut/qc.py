@@ -15,7 +15,7 @@ from pathlib import Path
 import datajoint as dj
 import numpy as np
 
-from . import model, plots, poses, quality
+from . import identity, model, plots, poses, quality
 from .posestore import load_stored
 from .rows import load_array, nullable, pose_window
 from .settings import find_full_path, get_settings, to_relative
@@ -284,7 +284,166 @@ class LabeledVideo(dj.Computed):
         return find_full_path((cls & key).fetch1("labeled_video_path"), roots=(root,))
 
 
+@schema
+class IdentityParamSet(dj.Lookup):
+    definition = """
+    # what counts as an animal's presence and as an identity swap (see workflow_deeplabcut.identity)
+    identity_paramset_idx: int16
+    ---
+    identity_paramset_desc: varchar(128)
+    pcutoff=null: float64  # likelihood a body part needs to count; null: the model's own
+    min_parts: int16  # body parts seen for the animal to be present in a frame
+    swap_ratio: float64  # a swap: exchanging two animals' labels explains the move this much better
+    min_swap_px: float64  # ... and keeping them means a move of more pixels than this
+    max_gap: int16  # frames back a swap test may look for the last frame both were present
+    min_coverage=0.9: float64  # quality gate: flag an animal present in fewer frames
+    max_swaps=0: int32  # quality gate: flag an estimation with more swaps
+    """
+    contents = [
+        {
+            "identity_paramset_idx": 0,
+            "identity_paramset_desc": "model p-cutoff; 1 part; swap if 2x better and > 5 px; flag < 90%",
+            "pcutoff": None,
+            **identity.DEFAULTS,
+            "min_coverage": 0.9,
+            "max_swaps": 0,
+        }
+    ]
+
+
+@schema
+class IdentityQC(dj.Computed):
+    definition = """
+    # identity quality of a multi-animal pose estimation: presence, fragments, swaps
+    -> model.PoseEstimation
+    -> IdentityParamSet
+    ---
+    n_individuals: int16
+    n_swaps: int32  # identity-swap events over all pairs of individuals
+    min_coverage: float64  # the lowest fraction of frames an individual is present in
+    pcutoff_used: float64
+    warning="": varchar(512)  # quality gate: set when an animal is often missing or identities swap
+    """
+
+    class Individual(dj.Part):
+        definition = """
+        -> master
+        individual: varchar(32)
+        ---
+        coverage: float64  # fraction of frames the individual is present in
+        n_fragments: int32  # runs of consecutive frames it is present in
+        n_swaps: int32  # swap events it takes part in
+        identity_plot: varchar(255)  # its path in its own colour, swaps marked (processed root)
+        """
+
+    class Swap(dj.Part):
+        definition = """
+        # one identity-swap event: from this frame on, the two tracks' animals are exchanged
+        -> master
+        frame_index: int32
+        individual_a: varchar(32)
+        individual_b: varchar(32)
+        ---
+        keep_px: float64  # the two animals' move if the labels are kept
+        swap_px: float64  # ... and if they are exchanged
+        """
+
+    @property
+    def key_source(self):
+        """Estimations with two or more individuals (DeepLabCut's 'single' is not one)."""
+        animals = model.PoseEstimation.BodyPartPosition & "individual != 'single'"
+        many = model.PoseEstimation.aggr(animals, n_individuals="count(distinct individual)")
+        return (model.PoseEstimation & (many & "n_individuals > 1").proj()) * IdentityParamSet
+
+    def make(self, key):
+        """Fetch the tracks, find presence, fragments and swaps, draw a picture per animal, insert."""
+        params = (IdentityParamSet & key).fetch1()
+        pcutoff = params["pcutoff"] if params["pcutoff"] is not None else model.Model.pcutoff(key)
+        names, xy, likelihood = identity_arrays(key)
+        centroid, present = identity.centroids(xy, likelihood, pcutoff, params["min_parts"])
+        swaps = identity.find_swaps(
+            centroid,
+            present,
+            names,
+            swap_ratio=params["swap_ratio"],
+            min_swap_px=params["min_swap_px"],
+            max_gap=params["max_gap"],
+        )
+        info = (model.RecordingInfo & key).fetch1()
+        labels = model.IndividualMapping.labels(key, names)
+        folder = _folder(key, "qc")
+        root = get_settings().processed_data_dir
+        rows = []
+        for k, name in enumerate(names):
+            mine = [e.frame for e in swaps if name in (e.individual_a, e.individual_b)]
+            picture = plots.identity_plot(
+                centroid,
+                k,
+                labels,
+                mine,
+                (info["px_width"], info["px_height"]),
+                _title(key),
+                folder / f"identity{key['identity_paramset_idx']}_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.png",
+            )
+            rows.append(
+                {
+                    **key,
+                    "individual": name,
+                    "coverage": float(present[:, k].mean()),
+                    "n_fragments": identity.fragments(present[:, k]),
+                    "n_swaps": len(mine),
+                    "identity_plot": to_relative(picture, roots=(root,)),
+                }
+            )
+        low = [r["individual"] for r in rows if r["coverage"] < params["min_coverage"]]
+        warning = []
+        if low:
+            warning.append(f"{low} present in fewer than {params['min_coverage']:.0%} of frames")
+        if len(swaps) > params["max_swaps"]:
+            warning.append(f"{len(swaps)} identity swap(s) (first at frame {swaps[0].frame})")
+        self.insert1(
+            {
+                **key,
+                "n_individuals": len(names),
+                "n_swaps": len(swaps),
+                "min_coverage": min(r["coverage"] for r in rows),
+                "pcutoff_used": float(pcutoff),
+                "warning": "; ".join(warning)[:512],
+            }
+        )
+        self.Individual.insert(rows)
+        self.Swap.insert(
+            {
+                **key,
+                "frame_index": e.frame,
+                "individual_a": e.individual_a,
+                "individual_b": e.individual_b,
+                "keep_px": e.keep_px,
+                "swap_px": e.swap_px,
+            }
+            for e in swaps
+        )
+
+
+def identity_arrays(key: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Return an estimation's animals (not 'single'), ``(frames, animals, parts, 2)`` and likelihoods."""
+    arrays = model.PoseEstimation.window(key).arrays()
+    names = sorted({i for i, _ in arrays if i != "single"})
+    parts = sorted({b for i, b in arrays if i != "single"})
+    n = len(next(iter(arrays.values()))["x_pos"])
+    xy = np.full((n, len(names), len(parts), 2), np.nan)
+    likelihood = np.full((n, len(names), len(parts)), np.nan)
+    for (ind, part), a in arrays.items():
+        if ind != "single":
+            i, j = names.index(ind), parts.index(part)
+            xy[:, i, j, 0], xy[:, i, j, 1] = a["x_pos"], a["y_pos"]
+            likelihood[:, i, j] = a["likelihood"]
+    return names, xy, likelihood
+
+
 __all__ = [
+    "IdentityParamSet",
+    "IdentityQC",
     "schema",
     "QCParamSet",
     "PoseQC",

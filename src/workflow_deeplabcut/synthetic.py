@@ -485,14 +485,15 @@ class MultiAnimalSpec:
     """Parameters of a synthetic video of several look-alike animals whose paths cross.
 
     The geometry: frames are ``size x size``; each animal is a chain of three discs on its circle
-    of radius ``size/5``: a red ``head`` (radius ``size/26``), a blue ``body`` (``size/26``)
+    of radius ``size/4.5``: a red ``head`` (radius ``size/26``), a blue ``body`` (``size/26``)
     trailing it by ``body_lag`` of a turn and a green ``tail`` (``size/32``) trailing the body by
     as much. (Three parts, not two: DeepLabCut assembles an animal from at least two links.)
-    Animal ``k``'s circle is centred at ``x = size/2 + (k - (n-1)/2) * 1.2 * radius``, so
+    Animal ``k``'s circle is centred at ``x = size/2 + (k - (n-1)/2) * spacing * radius``, so
     neighbouring circles intersect; even
     animals turn anti-clockwise, odd ones clockwise, all with one turn every ``period`` frames,
     and odd animals start ``phase`` radians later. The paths cross, but not at the same time:
-    with the defaults the heads of neighbours come within ~19 px of each other twice a turn.
+    with the defaults neighbours come within ~28 px of each other (centre to centre) twice a
+    turn, and are nearer than 30 px in 13% of the frames.
     All animals look the same: only their motion tells them apart.
     """
 
@@ -503,12 +504,13 @@ class MultiAnimalSpec:
     n_animals: int = 2
     seed: int = 0
     body_lag: float = 0.05
-    phase: float = math.pi / 3
+    phase: float = 3 * math.pi / 8
+    spacing: float = 1.4  # circle centres apart, in radii (< 2: the circles intersect)
 
     @property
     def radius(self) -> float:
         """Radius of each animal's circle, in pixels."""
-        return self.size / 5
+        return self.size / 4.5
 
     @property
     def individuals(self) -> list[str]:
@@ -533,7 +535,7 @@ def multi_animal_truth(spec: MultiAnimalSpec) -> pd.DataFrame:
     centre = (spec.size - 1) / 2
     columns = {}
     for k, name in enumerate(spec.individuals):
-        cx = centre + (k - (spec.n_animals - 1) / 2) * 1.2 * spec.radius
+        cx = centre + (k - (spec.n_animals - 1) / 2) * spec.spacing * spec.radius
         turn = 1 if k % 2 == 0 else -1
         start = (math.pi + spec.phase) if k % 2 else 0.0
         for i, part in enumerate(MULTI_BODY_PARTS):
@@ -577,6 +579,15 @@ def render_multi_animal(spec: MultiAnimalSpec) -> np.ndarray:
     return frames
 
 
+def make_multi_animal_video(directory: Path, spec: MultiAnimalSpec | None = None, name: str = "pair") -> Path:
+    """Write a :class:`MultiAnimalSpec` video and ``<name>_truth.csv`` into ``directory``; return it."""
+    spec = spec or MultiAnimalSpec()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    multi_animal_truth(spec).to_csv(directory / f"{name}_truth.csv")
+    return write_video(directory / f"{name}.mp4", render_multi_animal(spec), spec.fps)
+
+
 def make_multi_animal_project(
     directory: Path,
     spec: MultiAnimalSpec | None = None,
@@ -605,11 +616,9 @@ def make_multi_animal_project(
 
     spec = spec or MultiAnimalSpec()
     directory = Path(directory)
-    (directory / "videos").mkdir(parents=True, exist_ok=True)
+    video = make_multi_animal_video(directory / "videos", spec, video_name)
     truth = multi_animal_truth(spec)
-    truth.to_csv(directory / "videos" / f"{video_name}_truth.csv")
     frames = render_multi_animal(spec)
-    video = write_video(directory / "videos" / f"{video_name}.mp4", frames, spec.fps)
     config_path = dlc.create_project(
         task, scorer, video, directory, bodyparts=list(MULTI_BODY_PARTS), individuals=spec.individuals
     )
@@ -629,3 +638,28 @@ def make_multi_animal_project(
     )
     labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
     return config_path
+
+
+def write_multi_animal_h5(
+    values: np.ndarray,
+    individuals: list[str],
+    bodyparts: list[str],
+    path: Path,
+    *,
+    scorer: str = "DLC_external",
+    key: str = "tracks",
+) -> Path:
+    """Write ``(frames, individuals, parts, 3)`` x/y/likelihood as a DeepLabCut multi-animal ``.h5``.
+
+    The layout of DeepLabCut's ``_el.h5`` tracks: columns ``scorer/individuals/bodyparts/coords``,
+    one row per frame, under HDF key ``key`` (DeepLabCut's own: ``tracks``).
+    """
+    columns = pd.MultiIndex.from_product(
+        [[scorer], list(individuals), list(bodyparts), ["x", "y", "likelihood"]],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float64).reshape(len(values), -1), columns=columns)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_hdf(path, key=key, mode="w", format="fixed")
+    return path
