@@ -32,6 +32,8 @@ schema = dj.Schema()
 
 #: ``Model.engine`` of models registered with :meth:`Model.insert_external_model`.
 EXTERNAL_ENGINE = "external"
+#: ``Model.engine`` of models made with DeepLabCut projects (3.x PyTorch and 2.x TensorFlow).
+DLC_ENGINES = ("pytorch", dlc.TF_ENGINE)
 #: DeepLabCut's p-cutoff when a project's config gives none.
 DEFAULT_PCUTOFF = 0.6
 
@@ -1116,7 +1118,13 @@ class PoseEstimation(dj.Computed):
         if model["engine"] == superanimal.ENGINE:
             model["superanimal"] = template  # what to run: there is no project
         parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
-        model["individuals"] = Model.individuals(key)
+        # A multi-animal DeepLabCut model's individuals (those registered before they were rows: its config's)
+        model["multi_animal"] = bool(template.get("multianimalproject")) and model["engine"] in DLC_ENGINES
+        model["individuals"] = (
+            (Model.individuals(key) or list(template.get("individuals") or []))
+            if model["multi_animal"]
+            else []
+        )
         files = sorted((VideoRecording.File & key).to_dicts(), key=lambda r: r["file_id"])
         videos = [r["file_path"] for r in files]  # relative: load mode needs only their names
         nframes = (RecordingInfo & key).fetch1("nframes")
@@ -1202,13 +1210,13 @@ class PoseEstimation(dj.Computed):
             )
         individuals = {i for i, _ in out.slots}
         known = set(model.get("individuals") or ()) | {"single"}
-        if model.get("individuals") and not individuals <= known:
+        if model.get("multi_animal") and not individuals <= known:
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} hold individuals {sorted(individuals)} but model "
                 f"{model['model_name']!r} has {model['individuals']}: they come from another project. "
                 "Remove them, or pair the task with the model that made them."
             )
-        if model.get("individuals") is not None and not model.get("individuals") and len(individuals) > 1:
+        if model["engine"] in DLC_ENGINES and not model.get("multi_animal") and len(individuals) > 1:
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} hold several individuals {sorted(individuals)} but model "
                 f"{model['model_name']!r} is single-animal: they come from a multi-animal model. "
@@ -1484,7 +1492,9 @@ def _with_tracking(model_name: str, task_mode: str, params: dict | None) -> dict
     model = (Model & {"model_name": model_name}).fetch1()
     params = dict(params or {})
     asked = sorted(k for k in (*dlc.TRACKING_OPTIONS, "auto_track") if k in params)
-    multi = bool(Model.individuals(model))
+    multi = model["engine"] in DLC_ENGINES and bool(
+        (model["config_template"] or {}).get("multianimalproject")
+    )
     if task_mode == "load" or not multi:
         if asked:
             why = (
