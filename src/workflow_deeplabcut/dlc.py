@@ -1562,17 +1562,58 @@ def _all_frames(frame: pd.DataFrame, h5: Path) -> pd.DataFrame:
 
     The frame count is the run's ``_meta.pickle`` ``nframes``; without one, the last row's.
     """
-    meta = _meta_of(h5)
-    content = safe_io.load_pickle(meta) if meta is not None else {}
-    data = (content.get("data") if isinstance(content, dict) else None) or {}
     index = pd.to_numeric(pd.Index(frame.index), errors="coerce")
     if index.isna().any():
         raise DLCOutputError(f"{h5}: its rows are not frame numbers; is it a DeepLabCut tracks file?")
-    n = int(data.get("nframes") or (index.max() + 1 if len(index) else 0))
+    n = _video_frames(h5) or (int(index.max()) + 1 if len(index) else 0)
     if len(index) and (index.min() < 0 or index.max() >= n):
         raise DLCOutputError(f"{h5}: frame numbers {index.min()}..{index.max()} are outside its video's {n}.")
     frame = frame.set_axis(index.astype(int), axis=0)
     return frame.reindex(range(n))
+
+
+def _video_frames(h5: Path) -> int | None:
+    """Return the frame count a run's ``_meta.pickle`` records, or None."""
+    meta = _meta_of(h5)
+    content = safe_io.load_pickle(meta) if meta is not None else {}
+    data = (content.get("data") if isinstance(content, dict) else None) or {}
+    return int(data["nframes"]) if data.get("nframes") else None
+
+
+def _read_tracks_table(h5: Path):
+    """Read a ``table``-format tracks file chunk by chunk straight into a (frames, slots, coords) array.
+
+    DeepLabCut's stitcher writes tracks in pandas' ``table`` format, with rows only where
+    tracked, beside the run's ``_meta.pickle`` (the video's frame count). Each chunk is copied
+    once into the array (NaN where no row): the read holds about the array, not a DataFrame
+    and its copies as well. Returns None for another layout or without the frame count.
+    """
+    n = _video_frames(h5)
+    if n is None:
+        return None
+    chunks = safe_io.read_pandas_table_chunks(h5)
+    head = next(chunks, None)
+    if head is None:
+        return None
+    columns, _ = head
+    _check_columns(columns, h5)
+    slots, coords, order = pose_layout(columns, h5)
+    poses = None
+    for index, values in chunks:
+        if poses is None:
+            poses = np.full((n, len(slots), len(coords)), np.nan, dtype=values.dtype)
+        if len(index) and (index.min() < 0 or index.max() >= n):
+            raise DLCOutputError(
+                f"{h5}: frame numbers {index.min()}..{index.max()} are outside its video's {n}."
+            )
+        values = (values if order is None else values[:, order]).reshape(len(index), len(slots), len(coords))
+        if len(index) and index[-1] - index[0] == len(index) - 1 and (np.diff(index) == 1).all():
+            poses[index[0] : index[-1] + 1] = values  # consecutive frames: a plain copy
+        else:
+            poses[index] = values
+    if poses is None:
+        poses = np.full((n, len(slots), len(coords)), np.nan)
+    return columns, slots, coords, poses
 
 
 def _check_meta(h5: Path, scorer: str) -> None:
@@ -1620,6 +1661,10 @@ def read_outputs(
     from .posestore import FileRanges
 
     files = find_outputs(output_dir, video_stems, infix, prefer=prefer, choice=choice)
+    if all(_is_tracks(f) for f in files):
+        read = [_read_tracks_table(f) for f in files]
+        if all(r is not None for r in read):
+            return _tracks_output(output_dir, files, read)
     blocks = [safe_io.pandas_hdf_block(f) for f in files]
     tracks = any(_is_tracks(f) for f in files)  # their rows need counting against the video's frames
     plain = (
@@ -1655,6 +1700,21 @@ def read_outputs(
             values = values[:, order]
         poses = np.ascontiguousarray(values).reshape(n, len(slots), len(coords))
     return PoseOutput(scorer, n, slots, coords, poses, files)
+
+
+def _tracks_output(output_dir: Path, files: list[Path], read: list) -> PoseOutput:
+    """Put the tracks of a recording's videos (from :func:`_read_tracks_table`) together."""
+    layouts = {(tuple(r[1]), r[2]) for r in read}
+    scorers = {str(r[0].get_level_values(0)[0]) for r in read}
+    if len(scorers) != 1 or len(layouts) != 1:
+        raise DLCOutputError(
+            f"Outputs in {output_dir} come from several scorers or layouts {sorted(scorers)}."
+        )
+    scorer = scorers.pop()
+    for h5 in files:
+        _check_meta(h5, scorer)
+    poses = read[0][3] if len(read) == 1 else np.concatenate([r[3] for r in read])
+    return PoseOutput(scorer, len(poses), read[0][1], read[0][2], poses, files)
 
 
 # --------------------------------------------------------------------------- vetting

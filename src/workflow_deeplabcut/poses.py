@@ -519,6 +519,7 @@ def social_distances(position: xr.DataArray, centroid: xr.DataArray, part_pairs:
     return out
 
 
+@without_jit
 def kinematics(position: xr.DataArray, params: dict) -> xr.Dataset:
     """Velocity, speed, acceleration, centroid, heading and distance travelled.
 

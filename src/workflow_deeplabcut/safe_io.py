@@ -321,6 +321,54 @@ def pandas_hdf_block(path: str | Path, key: str | None = None) -> ValuesBlock | 
         return ValuesBlock(columns, int(values.shape[0]), values.dtype, int(offset), int(nbytes))
 
 
+def read_pandas_table_chunks(path: str | Path, key: str | None = None, rows: int = 16384):
+    """Read a ``table``-format frame with one numeric values block in chunks, without pandas.
+
+    The file is scanned as by :func:`read_pandas_hdf`. A generator: it first yields the
+    frame's columns (in stored order) and its row count, then ``(index, values)`` for each
+    chunk of ``rows`` rows (``values`` 2-D, stored order). It yields nothing when the frame
+    is not one such table: read it with :func:`read_pandas_hdf` then. Only one chunk is in
+    memory at a time, so a caller copying chunks into its own array holds about that array.
+
+    Raises
+    ------
+    UnsafeFileError
+        As :func:`read_pandas_hdf`.
+    """
+    path = Path(path)
+    with _open_hdf(path) as handle:
+        group, kind = _frame_group(handle, path, key)
+        if kind != "frame_table":
+            return
+        try:
+            attrs = _attrs(group, path)
+            blocks = attrs["values_cols"]
+            index_cols = attrs["index_cols"]
+            if attrs.get("data_columns") or len(blocks) != 1 or len(index_cols) != 1:
+                return
+            table = group["table"]
+            field, index_field = blocks[0], index_cols[0][1]
+            dtype = table.dtype[field]
+            if dtype.base.kind not in "fiub" or table.dtype[index_field].kind not in "iu":
+                return
+            labels = _attrs(table, path)[f"{field}_kind"]
+            info = attrs.get("info") or {}
+            names = (info.get(1, {}) if isinstance(info, dict) else {}).get("names")
+            if labels and isinstance(labels[0], tuple):
+                columns = pd.MultiIndex.from_tuples(labels, names=names)
+            else:
+                columns = pd.Index(labels)
+            n = int(table.shape[0])
+            yield columns, n
+            for start in range(0, n, rows):
+                chunk = table[start : start + rows]
+                yield chunk[index_field], chunk[field].reshape(len(chunk), -1)
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise UnsafeFileError(
+                f"{path}: unexpected pandas HDF5 layout ({type(err).__name__}: {err})."
+            ) from None
+
+
 def _attrs(obj, path) -> dict:
     return {k: _attr_value(v, f"{path} (/{obj.name})") for k, v in obj.attrs.items()}
 
