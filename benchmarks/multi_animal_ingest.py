@@ -88,8 +88,15 @@ def main() -> int:
             model.Model.insert_built(row, parts)
         task = seed_load_task(key, args.frames, out_rel)
 
+        store = workdir / "processed" / "datajoint-store"
+
         def clear():
+            # A new estimation's array goes to a new file: remove the last round's (and flush the
+            # disk) outside the timing, so a round does not pay for freeing the one before it.
             (model.PoseEstimation & task).delete(prompt=False)
+            for old in store.rglob("*.npy"):
+                old.unlink()
+            os.sync()
 
         read = lambda: pd.read_hdf(h5, "tracks")  # noqa: E731
         ingest = interleaved(lambda: model.PoseEstimation.populate(task), read, args.rounds, setup_a=clear)

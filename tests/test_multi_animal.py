@@ -228,3 +228,22 @@ def test_tracks_file_gets_a_row_per_frame(pipeline, new_session, camera, raw_roo
     result = model.PoseEstimation.populate(key, suppress_errors=True)
     assert "hold individuals ['animal1', 'animal9']" in str(result["error_list"])
     assert not model.PoseEstimation & key
+
+
+def test_identity_pictures_go_with_their_rows(pipeline, planted):
+    """`gc` keeps a row's identity pictures and `delete` removes them with the row."""
+    from workflow_deeplabcut import deletion, storage
+    from workflow_deeplabcut.settings import get_settings
+
+    qc = pipeline.qc
+    qc.IdentityQC.populate(planted["key"])
+    key = {**planted["key"], "identity_paramset_idx": 0}
+    root = get_settings().processed_data_dir
+    pictures = [root / r["identity_plot"] for r in (qc.IdentityQC.Individual & key).to_dicts()]
+    assert len(pictures) == 2 and all(p.is_file() for p in pictures)
+    report = storage.collect_garbage(dry_run=True, min_age=0)
+    assert not set(map(str, pictures)) & set(report.orphans)
+    plan = deletion.delete(qc.IdentityQC, key)
+    assert set(pictures) <= set(plan.files)
+    assert not any(p.exists() for p in pictures)
+    qc.IdentityQC.populate(planted["key"])  # back, for the tests after this one

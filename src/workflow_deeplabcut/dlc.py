@@ -1197,12 +1197,17 @@ def _track(
         except OSError as err:
             if "Tracklets are empty" not in str(err):
                 raise
+            other = (
+                "the task params {'track_method': 'box', 'tracker': {'boundingboxslack': 20, "
+                "'max_age': 5, 'iou_threshold': 0.3}} (ellipses need more than three body parts), "
+                if method != "box"
+                else "a looser tracker (e.g. 'tracker': {'boundingboxslack': 20, 'max_age': 5, "
+                "'iou_threshold': 0.3}), "
+            )
             raise TrackingError(
                 f"DeepLabCut's {method} tracker made no tracklet of {tracking['min_length']} frames or "
                 f"more in {[Path(v).name for v in videos]}: the model finds too few whole animals "
-                "frame to frame, or the tracker is too strict for them. Try the task params "
-                "{'track_method': 'box', 'tracker': {'boundingboxslack': 20, 'max_age': 5, "
-                "'iou_threshold': 0.3}} (ellipses need more than three body parts), a lower "
+                f"frame to frame, or the tracker is too strict for them. Try {other}a lower "
                 "'min_length', or a better model (more labels or epochs)."
             ) from None
     logger.debug("DeepLabCut tracking: %s", chatter.getvalue())

@@ -6,8 +6,8 @@ Two kinds of files outlive their rows:
   killed inside its insert leaves the ``.npy`` files it wrote, and deleting rows leaves theirs.
   DataJoint's own garbage collector (:class:`datajoint.gc.GarbageCollector`) lists them, per
   schema;
-- QC pictures and labeled videos under the processed root, whose ``qc.QCPlots`` or
-  ``qc.LabeledVideo`` row was deleted.
+- QC pictures and labeled videos under the processed root, whose ``qc.QCPlots``,
+  ``qc.IdentityQC`` or ``qc.LabeledVideo`` row was deleted.
 
 A file younger than ``min_age`` is never removed: it may belong to an insert that has not
 committed yet. A file that a row references is never removed.
@@ -103,8 +103,10 @@ def collect_garbage(*, dry_run: bool = True, min_age: float = MIN_AGE) -> Garbag
     for row in qc.QCPlots.to_dicts():
         referenced.update(qc.QCPlots.row_paths(row).values())
     referenced.update(processed / r["labeled_video_path"] for r in qc.LabeledVideo.to_dicts())
+    referenced.update(processed / r["identity_plot"] for r in qc.IdentityQC.Individual.to_dicts())
     report.referenced += len(referenced)
     candidates = [p for p in processed.rglob("qc*_*.png") if p.parent.name == "qc"]
+    candidates += [p for p in processed.rglob("identity*_*.png") if p.parent.name == "qc"]
     candidates += [p for p in processed.rglob("*_labeled*.mp4") if p.parent.name == "labeled"]
     for path in sorted(candidates):
         if path in referenced:
