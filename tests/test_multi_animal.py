@@ -247,3 +247,12 @@ def test_identity_pictures_go_with_their_rows(pipeline, planted):
     assert set(pictures) <= set(plan.files)
     assert not any(p.exists() for p in pictures)
     qc.IdentityQC.populate(planted["key"])  # back, for the tests after this one
+
+
+def test_untracked_detections_are_named(tmp_path):
+    """A folder with a multi-animal run's detections but no tracks says so, and what to run."""
+    from workflow_deeplabcut import dlc
+
+    (tmp_path / "pairDLC_Resnet50_socialJan1shuffle1_snapshot_60_full.pickle").write_bytes(b"")
+    with pytest.raises(dlc.DLCOutputError, match="never tracked.*stitch_tracklets"):
+        dlc.find_outputs(tmp_path, ["pair"])

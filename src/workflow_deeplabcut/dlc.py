@@ -1400,6 +1400,13 @@ def choose_output(
     choice = check_output_choice(choice or {})
     names = [c.path.name for c in candidates]
     if not candidates:
+        detections = sorted(p.name for p in Path(output_dir).glob(f"{glob.escape(stem)}DLC*_full.pickle"))
+        if detections:  # a multi-animal run whose detections were never tracked
+            raise DLCOutputError(
+                f"{output_dir} holds multi-animal detections of {stem} ({detections[0]}) but no tracks "
+                "(<video><scorer>_el.h5): they were never tracked. Run the task in 'trigger' mode (it "
+                "tracks), or DeepLabCut's convert_detections2tracklets and stitch_tracklets on them first."
+            )
         raise DLCOutputError(
             f"No DeepLabCut output {stem}DLC*.h5 in {output_dir}; run the task in 'trigger' "
             "mode, or put analyze_videos outputs there."
