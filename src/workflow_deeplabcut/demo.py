@@ -147,35 +147,18 @@ def run_demo(
     project = config.parent
 
     say("Registering the training task")
-    params = {**DEMO_TRAINING, "epochs": epochs}
-    idx = train.TrainingParamSet.insert_new_params(f"demo, {epochs} epochs", params)
-    train.VideoSet.insert1({"video_set_id": 0}, skip_duplicates=True)
-    labels = sorted(project.glob("labeled-data/*/CollectedData_*.h5"))
-    train.VideoSet.File.insert(
-        [
-            {"video_set_id": 0, "file_id": i, "file_path": settings.to_relative(p)}
-            for i, p in enumerate(labels)
-        ],
-        skip_duplicates=True,
-    )
-    task = {"video_set_id": 0, "paramset_idx": idx, "training_id": 0}
-    train.TrainingTask.insert1({**task, "project_path": settings.to_relative(project)}, skip_duplicates=True)
-    say("Training a small DeepLabCut model on CPU (train.ModelTraining)")
-    _populate(train.ModelTraining, task)
-
     model_name = f"demo-{epochs}-epochs"
-    if not model.Model & {"model_name": model_name}:
-        say("Registering the model (model.Model)")
-        model.Model.insert_new_model(
-            model_name,
-            config,
-            shuffle=1,
-            trainingsetindex=0,
-            paramset_idx=idx,
-            model_description="demo model on the synthetic video",
-        )
-    say("Evaluating the model (model.ModelEvaluation)")
-    _populate(model.ModelEvaluation, {"model_name": model_name})
+    _train_and_register(
+        config,
+        video_set_id=0,
+        params={**DEMO_TRAINING, "epochs": epochs},
+        desc=f"demo, {epochs} epochs",
+        model_name=model_name,
+        description="demo model on the synthetic video",
+        say=say,
+        training="Training a small DeepLabCut model on CPU (train.ModelTraining)",
+        registering="Registering the model (model.Model)",
+    )
 
     say("Adding the subject, session and video recording")
     lab.Device.insert1({"device": "demo-camera", "modality": "video"}, skip_duplicates=True)
@@ -265,6 +248,45 @@ def run_demo(
     }.items():
         report.tables[name] = len(table.keys())
     return report
+
+
+def _train_and_register(
+    config: Path,
+    *,
+    video_set_id: int,
+    params: dict,
+    desc: str,
+    model_name: str,
+    description: str,
+    say,
+    training: str,
+    registering: str,
+) -> None:
+    """Train a demo project through the tables, then register and evaluate its model (or reuse them)."""
+    from .pipeline import model, train
+
+    project = config.parent
+    idx = train.TrainingParamSet.insert_new_params(desc, params)
+    train.VideoSet.insert1({"video_set_id": video_set_id}, skip_duplicates=True)
+    labels = sorted(project.glob("labeled-data/*/CollectedData_*.h5"))
+    train.VideoSet.File.insert(
+        [
+            {"video_set_id": video_set_id, "file_id": i, "file_path": settings.to_relative(p)}
+            for i, p in enumerate(labels)
+        ],
+        skip_duplicates=True,
+    )
+    task = {"video_set_id": video_set_id, "paramset_idx": idx, "training_id": video_set_id}
+    train.TrainingTask.insert1({**task, "project_path": settings.to_relative(project)}, skip_duplicates=True)
+    say(training)
+    _populate(train.ModelTraining, task)
+    if not model.Model & {"model_name": model_name}:
+        say(registering)
+        model.Model.insert_new_model(
+            model_name, config, shuffle=1, trainingsetindex=0, paramset_idx=idx, model_description=description
+        )
+    say("Evaluating the model (model.ModelEvaluation)")
+    _populate(model.ModelEvaluation, {"model_name": model_name})
 
 
 def _populate(table, key) -> None:
@@ -401,34 +423,18 @@ def run_multi_animal_demo(
         config = synthetic.make_multi_animal_project(raw / "multi-project", spec)
     project = config.parent
 
-    say("Training a small multi-animal DeepLabCut model on CPU (train.ModelTraining)")
-    params = {**MULTI_ANIMAL_TRAINING, "epochs": epochs, "save_epochs": epochs}
-    idx = train.TrainingParamSet.insert_new_params(f"demo, two animals, {epochs} epochs", params)
-    train.VideoSet.insert1({"video_set_id": 1}, skip_duplicates=True)
-    labels = sorted(project.glob("labeled-data/*/CollectedData_*.h5"))
-    train.VideoSet.File.insert(
-        [
-            {"video_set_id": 1, "file_id": i, "file_path": settings.to_relative(p)}
-            for i, p in enumerate(labels)
-        ],
-        skip_duplicates=True,
-    )
-    task = {"video_set_id": 1, "paramset_idx": idx, "training_id": 1}
-    train.TrainingTask.insert1({**task, "project_path": settings.to_relative(project)}, skip_duplicates=True)
-    _populate(train.ModelTraining, task)
     model_name = f"demo-pair-{epochs}-epochs"
-    if not model.Model & {"model_name": model_name}:
-        say("Registering the model and its individuals (model.Model, model.Model.Individual)")
-        model.Model.insert_new_model(
-            model_name,
-            config,
-            shuffle=1,
-            trainingsetindex=0,
-            paramset_idx=idx,
-            model_description="demo, two animals",
-        )
-    say("Evaluating the model (model.ModelEvaluation)")
-    _populate(model.ModelEvaluation, {"model_name": model_name})
+    _train_and_register(
+        config,
+        video_set_id=1,
+        params={**MULTI_ANIMAL_TRAINING, "epochs": epochs, "save_epochs": epochs},
+        desc=f"demo, two animals, {epochs} epochs",
+        model_name=model_name,
+        description="demo, two animals",
+        say=say,
+        training="Training a small multi-animal DeepLabCut model on CPU (train.ModelTraining)",
+        registering="Registering the model and its individuals (model.Model, model.Model.Individual)",
+    )
 
     say("Adding the two subjects, the session and the video recording")
     lab.Device.insert1({"device": "demo-camera", "modality": "video"}, skip_duplicates=True)

@@ -219,33 +219,49 @@ def make_dlc_project(
     Path
         The project's ``config.yaml``.
     """
-    from PIL import Image
-
     from . import dlc
 
     spec = spec or SyntheticSpec()
     directory = Path(directory)
     video = make_video(directory / "videos", spec, name=video_name)
     config_path = dlc.create_project(task, scorer, video, directory, bodyparts=list(BODY_PARTS))
-    project = config_path.parent
-    frames = render_frames(spec)
-    truth = ground_truth(spec)
-    label_dir = project / "labeled-data" / video.stem
+    write_labels(config_path.parent, video.stem, render_frames(spec), ground_truth(spec), scorer, n_labeled)
+    return config_path
+
+
+def write_labels(
+    project: Path, stem: str, frames: np.ndarray, truth: pd.DataFrame, scorer: str, n_labeled: int
+) -> Path:
+    """Label ``n_labeled`` evenly spaced frames of a project's video with the truth, as DeepLabCut does.
+
+    The frames go to ``labeled-data/<stem>/imgNNNN.png`` and the labels to
+    ``CollectedData_<scorer>.h5`` (key ``df_with_missing``), with columns ``scorer/`` then the
+    truth's own levels (``bodyparts/coords``, or ``individuals/bodyparts/coords``).
+
+    Returns
+    -------
+    Path
+        The labels file.
+    """
+    from PIL import Image
+
+    label_dir = Path(project) / "labeled-data" / stem
     label_dir.mkdir(parents=True, exist_ok=True)
-    picked = np.linspace(0, spec.n_frames - 1, n_labeled).round().astype(int)
+    picked = np.linspace(0, len(frames) - 1, n_labeled).round().astype(int)
     index = []
     for f in picked:
         name = f"img{f:04d}.png"
         Image.fromarray(frames[f]).save(label_dir / name)
-        index.append(("labeled-data", video.stem, name))
-    columns = pd.MultiIndex.from_product(
-        [[scorer], list(BODY_PARTS), ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+        index.append(("labeled-data", stem, name))
+    columns = pd.MultiIndex.from_tuples(
+        [(scorer, *c) for c in truth.columns], names=["scorer", *truth.columns.names]
     )
     labels = pd.DataFrame(
         truth.loc[picked].to_numpy(), index=pd.MultiIndex.from_tuples(index), columns=columns
     )
-    labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
-    return config_path
+    path = label_dir / f"CollectedData_{scorer}.h5"
+    labels.to_hdf(path, key="df_with_missing", mode="w")
+    return path
 
 
 #: The example of element-deeplabcut's tutorial: its project folder, task, date and output folder.
@@ -610,33 +626,17 @@ def make_multi_animal_project(
     Path
         The project's ``config.yaml``.
     """
-    from PIL import Image
-
     from . import dlc
 
     spec = spec or MultiAnimalSpec()
     directory = Path(directory)
     video = make_multi_animal_video(directory / "videos", spec, video_name)
-    truth = multi_animal_truth(spec)
-    frames = render_multi_animal(spec)
     config_path = dlc.create_project(
         task, scorer, video, directory, bodyparts=list(MULTI_BODY_PARTS), individuals=spec.individuals
     )
-    label_dir = config_path.parent / "labeled-data" / video.stem
-    label_dir.mkdir(parents=True, exist_ok=True)
-    picked = np.linspace(0, spec.n_frames - 1, n_labeled).round().astype(int)
-    index = []
-    for f in picked:
-        name = f"img{f:04d}.png"
-        Image.fromarray(frames[f]).save(label_dir / name)
-        index.append(("labeled-data", video.stem, name))
-    columns = pd.MultiIndex.from_tuples(
-        [(scorer, *c) for c in truth.columns], names=["scorer", "individuals", "bodyparts", "coords"]
+    write_labels(
+        config_path.parent, video.stem, render_multi_animal(spec), multi_animal_truth(spec), scorer, n_labeled
     )
-    labels = pd.DataFrame(
-        truth.loc[picked].to_numpy(), index=pd.MultiIndex.from_tuples(index), columns=columns
-    )
-    labels.to_hdf(label_dir / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
     return config_path
 
 
