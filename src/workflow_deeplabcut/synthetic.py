@@ -509,7 +509,7 @@ class MultiAnimalSpec:
     animals turn anti-clockwise, odd ones clockwise, all with one turn every ``period`` frames,
     and odd animals start ``phase`` radians later. The paths cross, but not at the same time:
     with the defaults neighbours come within ~28 px of each other (centre to centre) twice a
-    turn, and are nearer than 30 px in 13% of the frames.
+    turn, and are nearer than 30 px in 14% of the frames.
     All animals look the same: only their motion tells them apart.
     """
 
