@@ -470,7 +470,7 @@ class SocialMeasures(dj.Computed):
         """Kinematics of two or more animals (DeepLabCut's 'single' is not one)."""
         animals = Kinematics.Individual & "individual != 'single'"
         many = Kinematics.aggr(animals, n_individuals="count(distinct individual)")
-        return (Kinematics & (many & "n_individuals > 1").proj()) * SocialParamSet
+        return ((Kinematics & (many & "n_individuals > 1").proj()) * SocialParamSet).proj()
 
     def make(self, key):
         """Fetch positions and centroids, compute the distances with movement, insert them."""

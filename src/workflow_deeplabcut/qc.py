@@ -353,7 +353,7 @@ class IdentityQC(dj.Computed):
         """Estimations with two or more individuals (DeepLabCut's 'single' is not one)."""
         animals = model.PoseEstimation.BodyPartPosition & "individual != 'single'"
         many = model.PoseEstimation.aggr(animals, n_individuals="count(distinct individual)")
-        return (model.PoseEstimation & (many & "n_individuals > 1").proj()) * IdentityParamSet
+        return ((model.PoseEstimation & (many & "n_individuals > 1").proj()) * IdentityParamSet).proj()
 
     def make(self, key):
         """Fetch the tracks, find presence, fragments and swaps, draw a picture per animal, insert."""
