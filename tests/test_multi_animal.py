@@ -256,3 +256,43 @@ def test_untracked_detections_are_named(tmp_path):
     (tmp_path / "pairDLC_Resnet50_socialJan1shuffle1_snapshot_60_full.pickle").write_bytes(b"")
     with pytest.raises(dlc.DLCOutputError, match="never tracked.*stitch_tracklets"):
         dlc.find_outputs(tmp_path, ["pair"])
+
+
+def test_single_animal_model_refuses_several_animals(pipeline, new_session, camera, raw_root, processed_root):
+    """Tracks of two animals paired with a single-animal DeepLabCut model: refused, nothing stored."""
+    import pickle
+
+    model = pipeline.model
+    scorer = "DLC_Resnet50_soloJan1shuffle1_snapshot_60"
+    row = {
+        "model_name": "solo",
+        "task": "solo",
+        "date": "Jan1",
+        "iteration": 0,
+        "snapshotindex": 0,
+        "shuffle": 1,
+        "trainingsetindex": 0,
+        "scorer": scorer,
+        "config_template": {"Task": "solo", "multianimalproject": False},
+        "project_path": "solo-project",
+    }
+    with model.Model.connection.transaction:
+        model.Model.insert_built(row, list(synthetic.MULTI_BODY_PARTS))
+    folder = processed_root / "solo"
+    values = np.concatenate([truth_array(), np.ones((SPEC.n_frames, 2, 3, 1))], axis=-1)
+    synthetic.write_multi_animal_h5(
+        values,
+        SPEC.individuals,
+        list(synthetic.MULTI_BODY_PARTS),
+        folder / f"pair{scorer}_el.h5",
+        scorer=scorer,
+    )
+    meta = {"data": {"nframes": SPEC.n_frames, "Scorer": scorer}}
+    (folder / f"pair{scorer}_meta.pickle").write_bytes(pickle.dumps(meta))
+    video = synthetic.make_multi_animal_video(raw_root / "solo", SPEC)
+    rec = model.VideoRecording.insert_recording(new_session("solo"), 1, camera, [video])
+    model.RecordingInfo.populate(rec)
+    key = model.PoseEstimationTask.generate(rec, "solo", output_dir=folder)
+    result = model.PoseEstimation.populate(key, suppress_errors=True)
+    assert "model 'solo' is single-animal" in str(result["error_list"])
+    assert not model.PoseEstimation & key

@@ -1120,6 +1120,10 @@ class PoseEstimation(dj.Computed):
         parts = sorted(r["body_part"] for r in (Model.BodyPart & key).to_dicts())
         # A multi-animal DeepLabCut model's individuals (those registered before they were rows: its config's)
         model["multi_animal"] = bool(template.get("multianimalproject")) and model["engine"] in DLC_ENGINES
+        # ... and a DeepLabCut model whose config says it is single-animal (a bare row says nothing)
+        model["single_animal"] = (
+            model["engine"] in DLC_ENGINES and "Task" in template and not model["multi_animal"]
+        )
         model["individuals"] = (
             (Model.individuals(key) or list(template.get("individuals") or []))
             if model["multi_animal"]
@@ -1216,7 +1220,7 @@ class PoseEstimation(dj.Computed):
                 f"{model['model_name']!r} has {model['individuals']}: they come from another project. "
                 "Remove them, or pair the task with the model that made them."
             )
-        if model["engine"] in DLC_ENGINES and not model.get("multi_animal") and len(individuals) > 1:
+        if model.get("single_animal") and len(individuals) > 1:
             raise dlc.DLCOutputError(
                 f"The outputs in {output_dir} hold several individuals {sorted(individuals)} but model "
                 f"{model['model_name']!r} is single-animal: they come from a multi-animal model. "
